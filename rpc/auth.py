@@ -1,0 +1,146 @@
+"""Bearer JWT -> Principal. Pure functions: no I/O, no transport.
+
+Algorithms are pinned by configuration: HS256 with a shared secret by default, RS256/ES256 with a
+public key as an option. Never both families at once, so an HS token signed with a public key
+(algorithm confusion) and `alg: none` are refused. `exp` and `sub` are required; `iss` and `aud`
+are checked when configured; `exp`/`nbf` get a small leeway for clock skew.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from rpc.context import ROLES, Principal
+from rpc.errors import ErrorCode, RpcError
+
+HMAC_ALGORITHMS = ("HS256",)
+PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
+MAX_TOKEN_BYTES = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    key: str | bytes  # HS secret, or a PEM public key for RS256/ES256
+    algorithms: tuple[str, ...] = HMAC_ALGORITHMS
+    issuer: str | None = None
+    audience: str | None = None
+    leeway_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        families = {a in HMAC_ALGORITHMS for a in self.algorithms}
+        if not self.algorithms or len(families) != 1:
+            raise ValueError("configure either HMAC or public-key algorithms, not both")
+        unknown = set(self.algorithms) - set(HMAC_ALGORITHMS) - set(PUBLIC_KEY_ALGORITHMS)
+        if unknown:
+            raise ValueError(f"unsupported JWT algorithms: {sorted(unknown)}")
+
+
+def unauthorized(message: str) -> RpcError:
+    return RpcError(ErrorCode.UNAUTHORIZED, message)
+
+
+def verify_token(token: str, config: AuthConfig) -> Principal:
+    """Verify a token and read its claims. Raises UNAUTHORIZED with a message that names
+    what is wrong and never echoes the token."""
+    if not isinstance(token, str) or not token:
+        raise unauthorized("Missing token")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise unauthorized("Token too large")
+    options: dict[str, Any] = {"require": ["exp", "sub"]}
+    try:
+        claims = jwt.decode(
+            token,
+            config.key,
+            algorithms=list(config.algorithms),
+            issuer=config.issuer,
+            audience=config.audience,
+            leeway=config.leeway_seconds,
+            options=options,
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("Token expired") from None
+    except jwt.ImmatureSignatureError:
+        raise unauthorized("Token not yet valid") from None
+    except jwt.InvalidIssuerError:
+        raise unauthorized("Token issuer not accepted") from None
+    except jwt.InvalidAudienceError:
+        raise unauthorized("Token audience not accepted") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise unauthorized(f"Token lacks the required claim '{exc.claim}'") from None
+    except jwt.InvalidAlgorithmError:
+        raise unauthorized("Token algorithm not accepted") from None
+    except jwt.InvalidSignatureError:
+        raise unauthorized("Token signature invalid") from None
+    except jwt.PyJWTError:
+        raise unauthorized("Token malformed") from None
+    return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    sub = claims.get("sub")
+    role = claims.get("role")
+    hospitals = claims.get("hospitals", [])
+    exp = claims.get("exp")
+    name = claims.get("name")
+    if not isinstance(sub, str) or not sub or len(sub) > 256:
+        raise unauthorized("Token claim 'sub' must be a non-empty string")
+    if role not in ROLES:
+        raise unauthorized("Token claim 'role' is missing or not a known role")
+    if not isinstance(hospitals, list) or not all(
+        isinstance(h, str) and 0 < len(h) <= 64 for h in hospitals
+    ):
+        raise unauthorized("Token claim 'hospitals' must be a list of hospital ids")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise unauthorized("Token claim 'exp' must be a number")
+    if name is not None and not isinstance(name, str):
+        name = None
+    return Principal(
+        sub=sub,
+        role=str(role),
+        hospitals=frozenset(hospitals),
+        expires_at=float(exp),
+        name=name,
+    )
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def issue_token(
+    config: AuthConfig,
+    *,
+    sub: str,
+    role: str,
+    hospitals: list[str],
+    ttl_seconds: float,
+    now: float,
+    name: str | None = None,
+    private_key: str | bytes | None = None,
+) -> str:
+    """Mint a token (development tools and tests). Public-key setups need `private_key`."""
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "role": role,
+        "hospitals": hospitals,
+        "iat": int(now),
+        "exp": int(now + ttl_seconds),
+    }
+    if name:
+        claims["name"] = name
+    if config.issuer:
+        claims["iss"] = config.issuer
+    if config.audience:
+        claims["aud"] = config.audience
+    key = private_key if private_key is not None else config.key
+    return jwt.encode(claims, key, algorithm=config.algorithms[0])
