@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Literal
 
-from rpc.context import Context, Principal
+from rpc.context import Context
+from rpc.identity import identity_of
 from rpc.router import Router
 from schemas.system import Identity
 
 router = Router()
-
-
-def identity_of(principal: Principal) -> Identity:
-    expires = datetime.fromtimestamp(principal.expires_at, tz=UTC)
-    return Identity(
-        sub=principal.sub,
-        role=principal.role,  # type: ignore[arg-type]  # verified against ROLES in rpc.auth
-        hospitals=sorted(principal.hospitals),
-        expires_at=expires.isoformat().replace("+00:00", "Z"),
-    )
 
 
 @router.query(public=True)

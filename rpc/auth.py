@@ -50,7 +50,6 @@ def verify_token(token: str, config: AuthConfig) -> Principal:
         raise unauthorized("Missing token")
     if len(token) > MAX_TOKEN_BYTES:
         raise unauthorized("Token too large")
-    options: dict[str, Any] = {"require": ["exp", "sub"]}
     try:
         claims = jwt.decode(
             token,
@@ -59,7 +58,7 @@ def verify_token(token: str, config: AuthConfig) -> Principal:
             issuer=config.issuer,
             audience=config.audience,
             leeway=config.leeway_seconds,
-            options=options,
+            options={"require": ["exp", "sub"]},
         )
     except jwt.ExpiredSignatureError:
         raise unauthorized("Token expired") from None

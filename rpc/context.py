@@ -40,6 +40,8 @@ class Context:
     transport: str = "ws"  # "ws" | "http" | "sse"
     # Services shared by procedures (the composition root fills this in).
     services: Any = None
+    # Why a presented token was refused, reported instead of a bare "authentication required".
+    auth_error: RpcError | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -52,9 +54,7 @@ class Context:
     def require_hospital(self, hospital_id: str) -> None:
         """The one place a hospital is checked against the caller's token."""
         if not self.user.can_access(hospital_id):
-            raise RpcError(
-                ErrorCode.FORBIDDEN, "Your token does not grant access to this hospital"
-            )
+            raise RpcError(ErrorCode.FORBIDDEN, "Your token does not grant access to this hospital")
 
     def require_hospitals(self, hospital_ids: Iterable[str]) -> None:
         for hospital_id in hospital_ids:

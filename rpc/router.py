@@ -26,9 +26,16 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -42,7 +49,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 SCOPE_KEY = "x-scope"
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     QUERY = "query"
     MUTATION = "mutation"
     SUBSCRIPTION = "subscription"

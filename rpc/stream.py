@@ -13,7 +13,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -48,12 +48,16 @@ class EventSink(Protocol):
     def end(self, error: RpcError | None = None) -> None: ...
 
 
-class PushStream(AsyncIterator[Tracked[RawJSON]]):
+class PushStream(AsyncIterator[Tracked[Any]]):
     """Base class for push sources.
 
     Contract: the source is live from construction (events committed after it exists are
     kept); `start(sink)` delivers any history first and then everything live, in order,
     until `close()`. Subclasses implement `_open(sink)` and `_close()`.
+
+    Iterated directly, it yields `Tracked(id, RawJSON)`: the payload stays encoded. Its item
+    type is `Tracked[Any]` so that a procedure annotated `AsyncIterator[Tracked[Event]]` can
+    return it.
     """
 
     def __init__(self) -> None:
@@ -87,7 +91,7 @@ class PushStream(AsyncIterator[Tracked[RawJSON]]):
     def __aiter__(self) -> PushStream:
         return self
 
-    async def __anext__(self) -> Tracked[RawJSON]:
+    async def __anext__(self) -> Tracked[Any]:
         if self._queue is None:
             self._queue = deque()
             self._wakeup = asyncio.Event()

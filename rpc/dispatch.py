@@ -1,0 +1,68 @@
+"""The checks every call goes through, in the contract's order, for every dialect.
+
+parse and request shape belong to the codecs; from there: method exists, authenticated,
+params valid, allowed (role and hospital), then the procedure (CONTRACT 3c).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from rpc.context import Context
+from rpc.errors import ErrorCode, RpcError, method_not_found
+from rpc.router import Kind, Procedure, Router
+
+
+class Dispatcher:
+    def __init__(self, router: Router, services: Any = None) -> None:
+        self.router = router
+        self.services = services
+
+    def lookup(self, path: Any, kind: Kind | None = None) -> Procedure:
+        """The procedure at `path`; with `kind`, it must be of that kind (tRPC's methods)."""
+        proc = self.router.get(path) if isinstance(path, str) else None
+        if proc is None:
+            raise method_not_found(str(path)[:200] if isinstance(path, str) else "")
+        if kind is not None and proc.kind is not kind:
+            raise method_not_found(path, kind.value)
+        return proc
+
+    def prepare(self, ctx: Context, proc: Procedure, raw_input: Any) -> BaseModel | None:
+        """Authenticated, params valid, allowed: raises RpcError at the first that fails."""
+        if not proc.public and ctx.principal is None:
+            raise ctx.auth_error or RpcError(ErrorCode.UNAUTHORIZED, "Authentication required")
+        if not proc.public and ctx.principal is not None and ctx.principal.expired():
+            raise RpcError(ErrorCode.UNAUTHORIZED, "Token expired")
+        params = proc.parse_input(raw_input)
+        if proc.roles is not None and (
+            ctx.principal is None or ctx.principal.role not in proc.roles
+        ):
+            allowed = ", ".join(sorted(proc.roles))
+            raise RpcError(ErrorCode.FORBIDDEN, f"This procedure needs one of the roles: {allowed}")
+        if ctx.principal is not None:
+            proc.check_scopes(ctx, params)
+        return params
+
+    async def call(self, ctx: Context, proc: Procedure, params: BaseModel | None) -> bytes:
+        """Run a query or mutation; returns the encoded output."""
+        result = await (proc.func(ctx, params) if proc.input_model else proc.func(ctx))
+        return proc.dump_output(result)
+
+    async def open_subscription(
+        self, ctx: Context, proc: Procedure, params: BaseModel | None
+    ) -> AsyncIterator[Any]:
+        """Call a subscription procedure: an async generator, or a coroutine that returns an
+        async iterator (a PushStream is live from here)."""
+        result = proc.func(ctx, params) if proc.input_model else proc.func(ctx)
+        if inspect.isawaitable(result):
+            result = await result
+        if not hasattr(result, "__anext__"):
+            raise TypeError(f"subscription {proc.path} did not return an async iterator")
+        return result  # type: ignore[no-any-return]
+
+    def new_context(self, **kwargs: Any) -> Context:
+        return Context(services=self.services, **kwargs)

@@ -1,0 +1,218 @@
+"""The JSON-RPC 2.0 dialect (CONTRACT 3a), strictly to jsonrpc.org/specification.
+
+jsonrpcserver guards the request edge: its JSON schema decides what is a valid Request object
+and its `create_request` reads method, params and id (NOID for notifications). Dispatch,
+subscriptions and errors are ours, so events never pass through it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from jsonrpcserver.dispatcher import create_request
+from jsonrpcserver.main import default_validator
+from jsonrpcserver.sentinels import NOID
+from pydantic import ValidationError
+
+from rpc import trpc
+from rpc.errors import (
+    JSONRPC_METHOD_NOT_FOUND,
+    ErrorCode,
+    RpcError,
+    invalid_params,
+    invalid_request,
+    to_rpc_error,
+)
+from rpc.identity import identity_of
+from rpc.openrpc import discover
+from rpc.router import Kind, Procedure, field_errors
+from schemas.system import AuthenticateInput
+
+if TYPE_CHECKING:
+    from rpc.session import Session
+    from rpc.subscription import Subscription
+
+DIALECT = "jsonrpc"
+
+
+def _id_bytes(request_id: Any) -> bytes:
+    return orjson.dumps(request_id)
+
+
+def success(request_id: Any, result: bytes) -> bytes:
+    return b'{"jsonrpc":"2.0","result":' + result + b',"id":' + _id_bytes(request_id) + b"}"
+
+
+def failure(request_id: Any, error: RpcError, path: str | None = None) -> bytes:
+    body = orjson.dumps(error.to_dict(DIALECT, path))
+    return b'{"jsonrpc":"2.0","error":' + body + b',"id":' + _id_bytes(request_id) + b"}"
+
+
+def _usable_id(message: Any) -> Any:
+    """The id to echo on an invalid request: only when it could be read (else null)."""
+    if isinstance(message, dict):
+        value = message.get("id")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+class JsonRpcEnvelope:
+    """Frames of one JSON-RPC subscription; the constant parts are built once."""
+
+    __slots__ = ("_head", "_reply", "_tail", "sid")
+
+    def __init__(self, sid: str, request_id: Any) -> None:
+        self.sid = sid
+        sid_json = orjson.dumps(sid)
+        self._reply = success(request_id, b'{"subscription":' + sid_json + b"}")
+        self._head = (
+            b'{"jsonrpc":"2.0","method":"subscription","params":{"subscription":' + sid_json
+        )
+        self._tail = b"}}"
+
+    def started(self) -> bytes:
+        return self._reply
+
+    def event(self, event_id: str | None, payload: bytes) -> bytes:
+        if event_id is None:
+            return self._head + b',"data":' + payload + self._tail
+        return self._head + b',"id":' + orjson.dumps(event_id) + b',"data":' + payload + self._tail
+
+    def ended(self, error: RpcError | None) -> list[bytes]:
+        params: dict[str, Any] = {"subscription": self.sid}
+        if error is not None:
+            params["error"] = error.to_dict(DIALECT)
+        return [orjson.dumps({"jsonrpc": "2.0", "method": "subscription.end", "params": params})]
+
+
+async def handle(session: Session, message: Any) -> None:
+    """One parsed frame or HTTP body: a request, a notification or a batch."""
+    if isinstance(message, list):
+        await _handle_batch(session, message)
+        return
+    reply, pending = await _handle_one(session, message, in_batch=False)
+    if reply is not None:
+        session.transport.send(reply)
+    if pending is not None:
+        await pending.run()
+
+
+async def _handle_batch(session: Session, batch: list[Any]) -> None:
+    if not batch:
+        session.transport.send(failure(None, invalid_request()))
+        return
+    limit = session.limits.max_batch
+    replies: list[bytes] = []
+    pending: list[Subscription] = []
+    for element in batch[:limit]:
+        reply, sub = await _handle_one(session, element, in_batch=True)
+        if reply is not None:
+            replies.append(reply)
+        if sub is not None:
+            pending.append(sub)
+    for element in batch[limit:]:
+        replies.append(
+            failure(_usable_id(element), RpcError(ErrorCode.BAD_REQUEST, "Batch too large"))
+        )
+    if replies:  # a batch of only notifications gets nothing back
+        session.transport.send(b"[" + b",".join(replies) + b"]")
+    for sub in pending:  # events only after the reply that announces them
+        await sub.run()
+
+
+async def _handle_one(
+    session: Session, message: Any, *, in_batch: bool
+) -> tuple[bytes | None, Subscription | None]:
+    if in_batch and trpc.is_trpc_message(message):
+        return failure(
+            None, invalid_request("tRPC messages cannot be part of a JSON-RPC batch")
+        ), None
+    try:
+        default_validator(message)
+    except Exception:
+        return failure(_usable_id(message), invalid_request()), None
+    request = create_request(message)
+    notification = request.id is NOID
+    request_id = None if notification else request.id
+    known = (
+        isinstance(request.method, str) and request.method in session.dispatcher.router.procedures
+    )
+    path = request.method if known else None
+    try:
+        session.take_rate_token()
+        result, sub = await _dispatch(session, request.method, request.params, request_id)
+    except Exception as exc:
+        if notification:
+            return None, None
+        return failure(request_id, to_rpc_error(exc), path), None
+    if notification:
+        if sub is not None:
+            sub.cancel()
+        return None, None
+    if sub is not None:
+        return sub.envelope.started(), sub
+    assert result is not None
+    return success(request_id, result), None
+
+
+def _named_params(params: Any, proc: Procedure | None = None) -> Any:
+    """By-position params map onto the input model's fields in declaration order."""
+    if not isinstance(params, list):
+        return params
+    if not params:
+        return None
+    if proc is None or proc.input_model is None:
+        raise invalid_params({"": "params must be an object (by-name)"})
+    fields = proc.input_model.model_fields
+    names = [info.alias or name for name, info in fields.items()]
+    if len(params) > len(names):
+        raise invalid_params({"": f"at most {len(names)} positional params"})
+    return dict(zip(names, params, strict=False))
+
+
+async def _dispatch(
+    session: Session, method: str, params: Any, request_id: Any
+) -> tuple[bytes | None, Subscription | None]:
+    if method == "rpc.discover":
+        return discover(session.dispatcher.router), None
+    if method == "auth.authenticate":
+        return _authenticate(session, _named_params(params)), None
+    if method == "subscription.stop":
+        return _stop(session, _named_params(params)), None
+    dispatcher = session.dispatcher
+    proc = dispatcher.lookup(method)
+    if proc.kind is Kind.SUBSCRIPTION:
+        if session.http or request_id is None:
+            raise RpcError(
+                ErrorCode.NOT_FOUND,
+                "Subscriptions need a WebSocket (JSON-RPC or tRPC) or SSE (tRPC "
+                "httpSubscriptionLink); they cannot be made over HTTP POST or as a notification",
+                jsonrpc_number=JSONRPC_METHOD_NOT_FOUND,
+            )
+        sid = session.new_subscription_id()
+        envelope = JsonRpcEnvelope(sid, request_id)
+        sub = await session.open_subscription(
+            (DIALECT, sid), method, _named_params(params, proc), envelope
+        )
+        return None, sub
+    ctx = session.context(request_id)
+    checked = dispatcher.prepare(ctx, proc, _named_params(params, proc))
+    return await dispatcher.call(ctx, proc, checked), None
+
+
+def _authenticate(session: Session, params: Any) -> bytes:
+    try:
+        checked = AuthenticateInput.model_validate(params if params is not None else {})
+    except ValidationError as exc:
+        raise invalid_params(field_errors(exc)) from None
+    principal = session.authenticate(checked.token)
+    return identity_of(principal).model_dump_json(by_alias=True).encode()
+
+
+def _stop(session: Session, params: Any) -> bytes:
+    sid = params.get("subscription") if isinstance(params, dict) else None
+    if not isinstance(sid, str) or set(params) != {"subscription"}:
+        raise invalid_params({"subscription": "a subscription id (string) is required"})
+    return b"true" if session.stop_subscription((DIALECT, sid)) else b"false"

@@ -1,0 +1,302 @@
+"""One connection's protocol state, free of I/O.
+
+The transport feeds decoded text frames to `Session.receive` and the session writes encoded
+frames through `Transport.send` (which must enqueue, never block). Calls on one connection are
+handled in order; subscription events are pushed from outside through each subscription's sink.
+
+Both dialects share this state (CONTRACT 3b): a message whose method is one of tRPC's goes to
+`rpc.trpc`, everything else to `rpc.jsonrpc`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+
+from rpc import jsonrpc, trpc
+from rpc.auth import AuthConfig, verify_token
+from rpc.connections import ConnectionRegistry
+from rpc.context import Context, Principal
+from rpc.dispatch import Dispatcher
+from rpc.errors import ErrorCode, RpcError, parse_error
+from rpc.limits import Limits, TokenBucket, Unlimited, json_depth_ok, rate_limiter
+from rpc.router import Kind
+from rpc.subscription import Envelope, Subscription
+
+log = logging.getLogger("alertwire.session")
+
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_SERVICE_RESTART = 1012
+
+_ids = itertools.count(1)
+
+
+class Transport(Protocol):
+    def send(self, frame: bytes) -> None:
+        """Queue one text frame (UTF-8 JSON, or b"PONG"). Never blocks."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection after the frames already queued."""
+
+
+class Session:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        transport: Transport,
+        *,
+        auth: AuthConfig | None,
+        limits: Limits,
+        registry: ConnectionRegistry | None = None,
+        principal: Principal | None = None,
+        http: bool = False,
+        transport_name: str = "ws",
+        rate: TokenBucket | Unlimited | None = None,
+        auth_error: RpcError | None = None,
+        on_subscription_end: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.transport = transport
+        self.auth = auth
+        self.limits = limits
+        self.registry = registry
+        self.http = http
+        self.transport_name = transport_name
+        self.clock = clock
+        self.id = f"c{next(_ids)}"
+        self.principal: Principal | None = None
+        self.subscriptions: dict[tuple[str, Any], Subscription] = {}
+        self.used_trpc = False
+        self.closed = False
+        self._next_sub = itertools.count(1)
+        self._rate = rate if rate is not None else rate_limiter(limits)
+        # Why a presented token was refused (HTTP), so calls say so instead of "required".
+        self.auth_error = auth_error
+        self._on_subscription_end = on_subscription_end
+        self._expiry: asyncio.TimerHandle | None = None
+        self._auth_deadline: asyncio.TimerHandle | None = None
+        if principal is not None:
+            self.set_principal(principal)
+        elif not http and transport_name == "ws":
+            loop = asyncio.get_running_loop()
+            self._auth_deadline = loop.call_later(limits.auth_timeout_s, self._auth_timed_out)
+
+    # --- frames ------------------------------------------------------------------------------
+
+    async def receive(self, text: str) -> None:
+        """Handle one text frame. Never raises: every failure becomes a reply or nothing."""
+        if self.closed:
+            return
+        if text == "PING" and not self.http:
+            self.transport.send(b"PONG")
+            return
+        if text == "PONG":
+            return
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            self.send_connection_error(parse_error("Invalid JSON"))
+            return
+        try:
+            await self._route(message)
+        except Exception:  # a bug must not take the connection down
+            log.exception("unhandled error while handling a frame")
+            self.send_connection_error(
+                RpcError(ErrorCode.INTERNAL_SERVER_ERROR, "Internal server error")
+            )
+
+    def receive_binary(self) -> None:
+        self.send_connection_error(
+            RpcError(ErrorCode.BAD_REQUEST, "Binary frames are not supported; send text")
+        )
+
+    async def _route(self, message: Any) -> None:
+        if not json_depth_ok(message, self.limits.max_json_depth):
+            self.send_connection_error(RpcError(ErrorCode.BAD_REQUEST, "JSON nested too deeply"))
+            return
+        if isinstance(message, list) and message and all(map(trpc.is_trpc_message, message)):
+            if self.http:
+                await jsonrpc.handle(self, message)
+                return
+            self.used_trpc = True
+            for element in message[: self.limits.max_batch]:
+                await trpc.handle(self, element)
+            for element in message[self.limits.max_batch :]:
+                trpc.reject(self, element, RpcError(ErrorCode.BAD_REQUEST, "Batch too large"))
+            return
+        if trpc.is_trpc_message(message) and not self.http:
+            self.used_trpc = True
+            await trpc.handle(self, message)
+            return
+        await jsonrpc.handle(self, message)
+
+    def send(self, payload: Any) -> None:
+        self.transport.send(orjson.dumps(payload))
+
+    def send_connection_error(self, error: RpcError) -> None:
+        """An error that belongs to no request (id null), in the socket's dialect."""
+        if self.used_trpc:
+            self.send({"id": None, "error": error.to_dict("trpc")})
+        else:
+            self.send({"jsonrpc": "2.0", "error": error.to_dict("jsonrpc"), "id": None})
+
+    # --- calls -------------------------------------------------------------------------------
+
+    def context(self, request_id: Any) -> Context:
+        return self.dispatcher.new_context(
+            principal=self.principal,
+            connection_id=self.id,
+            request_id=request_id,
+            transport=self.transport_name,
+            auth_error=self.auth_error,
+        )
+
+    def take_rate_token(self) -> None:
+        if not self._rate.take():
+            raise RpcError(
+                ErrorCode.TOO_MANY_REQUESTS,
+                f"Rate limit exceeded ({self.limits.rate_per_10s} requests per 10 s)",
+            )
+
+    async def open_subscription(
+        self, key: tuple[str, Any], path: str, raw_input: Any, envelope: Envelope
+    ) -> Subscription:
+        """Check and open a subscription. Raises RpcError before anything is sent. The caller
+        then announces it (`envelope.started()`) and calls `run()`: a push source is live from
+        here, so nothing committed after the announcement is missed."""
+        proc = self.dispatcher.lookup(path, Kind.SUBSCRIPTION)
+        ctx = self.context(key[1])
+        params = self.dispatcher.prepare(ctx, proc, raw_input)
+        if key in self.subscriptions:
+            raise RpcError(ErrorCode.BAD_REQUEST, f"Duplicate id {key[1]}")
+        cap = self.limits.max_subscriptions_per_connection
+        if cap and len(self.subscriptions) >= cap:
+            raise RpcError(
+                ErrorCode.TOO_MANY_REQUESTS,
+                f"Too many subscriptions on this connection (limit {cap})",
+            )
+        source = await self.dispatcher.open_subscription(ctx, proc, params)
+        sub = Subscription(self, key, proc, params, source, envelope)
+        self.subscriptions[key] = sub
+        return sub
+
+    def new_subscription_id(self) -> str:
+        return f"s{next(self._next_sub)}"
+
+    def stop_subscription(self, key: tuple[str, Any]) -> bool:
+        sub = self.subscriptions.pop(key, None)
+        if sub is None:
+            return False
+        sub.cancel()
+        return True
+
+    def subscription_ended(self, sub: Subscription) -> None:
+        """Called by a subscription that finished on its own or with an error."""
+        if self.subscriptions.get(sub.key) is sub:
+            del self.subscriptions[sub.key]
+        if self._on_subscription_end is not None:
+            self._on_subscription_end()
+
+    # --- identity ----------------------------------------------------------------------------
+
+    def authenticate(self, token: Any) -> Principal:
+        if self.auth is None:
+            raise RpcError(ErrorCode.UNAUTHORIZED, "Authentication is not configured")
+        if not isinstance(token, str):
+            raise RpcError(ErrorCode.UNAUTHORIZED, "Missing token")
+        principal = verify_token(token, self.auth)
+        if self.principal is None and not self.http:
+            self.check_user_connections(principal)
+        if self.principal is not None and principal.sub != self.principal.sub:
+            raise RpcError(
+                ErrorCode.FORBIDDEN, "A connection cannot change identity; open a new one"
+            )
+        self.set_principal(principal)
+        return principal
+
+    def check_user_connections(self, principal: Principal) -> None:
+        """MAX_CONNECTIONS_PER_USER: the newest connection is refused, the older ones keep
+        working (a ward screen is never dropped because someone opened another tab)."""
+        cap = self.limits.max_connections_per_user
+        if cap and self.registry is not None and self.registry.connections_of(principal.sub) >= cap:
+            raise RpcError(
+                ErrorCode.TOO_MANY_REQUESTS,
+                f"Too many connections for this user (limit {cap}); close one first",
+            )
+
+    def set_principal(self, principal: Principal) -> None:
+        self.principal = principal
+        if self._auth_deadline is not None:
+            self._auth_deadline.cancel()
+            self._auth_deadline = None
+        if self.http:
+            return
+        if self.registry is not None:
+            self.registry.update(self.id, principal)
+        if self._expiry is not None:
+            self._expiry.cancel()
+        leeway = self.auth.leeway_seconds if self.auth else 0.0
+        delay = max(0.0, principal.expires_at + leeway - self.clock())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._token_expired)
+        self._recheck_subscriptions()
+
+    def _recheck_subscriptions(self) -> None:
+        """A refreshed token may grant fewer hospitals: end what it no longer allows."""
+        for sub in list(self.subscriptions.values()):
+            ctx = self.context(sub.key[1])
+            try:
+                sub.proc.check_scopes(ctx, sub.params)
+            except RpcError as exc:
+                sub.finish(exc)
+
+    def _token_expired(self) -> None:
+        self._expiry = None
+        error = RpcError(ErrorCode.UNAUTHORIZED, "Token expired")
+        for sub in list(self.subscriptions.values()):
+            sub.finish(error)
+        self.transport.close(CLOSE_UNAUTHORIZED, "Token expired")
+        self.shutdown()
+
+    def _auth_timed_out(self) -> None:
+        self._auth_deadline = None
+        if self.principal is None and not self.closed:
+            self.transport.close(CLOSE_UNAUTHORIZED, "Authentication timeout")
+            self.shutdown()
+
+    def reject_connection(self, error: RpcError) -> None:
+        """Connection-level failure (e.g. bad connectionParams): tell, then close."""
+        self.send_connection_error(error)
+        code = CLOSE_UNAUTHORIZED if error.code is ErrorCode.UNAUTHORIZED else 1008
+        self.transport.close(code, error.message[:100])
+        self.shutdown()
+
+    # --- teardown ----------------------------------------------------------------------------
+
+    def reconnect_notice(self) -> None:
+        """Before a restart: ask clients to reconnect, in the dialect they speak."""
+        if self.used_trpc:
+            self.transport.send(b'{"id":null,"method":"reconnect"}')
+        else:
+            self.transport.send(b'{"jsonrpc":"2.0","method":"server.reconnect"}')
+
+    def shutdown(self) -> None:
+        """The connection is gone or going: release everything it holds. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for handle in (self._expiry, self._auth_deadline):
+            if handle is not None:
+                handle.cancel()
+        for sub in list(self.subscriptions.values()):
+            sub.cancel()
+        self.subscriptions.clear()
+        if self.registry is not None:
+            self.registry.remove(self.id)

@@ -1,0 +1,167 @@
+"""The aiohttp application: routes, CORS, heartbeats, health and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from rpc.session import CLOSE_SERVICE_RESTART
+from rpc.transport_aiohttp.http import handle_jsonrpc_post, handle_trpc_http, json_response
+from rpc.transport_aiohttp.sse import handle_sse
+from rpc.transport_aiohttp.state import STATE_KEY, ServerState
+from rpc.transport_aiohttp.ws import WsConnection, handle_ws
+
+log = logging.getLogger("alertwire.transport")
+
+PREFIX = "/api/trpc"
+SWEEP_INTERVAL_S = 5.0
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "authorization, content-type, trpc-accept, last-event-id",
+    "Access-Control-Max-Age": "600",
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HealthCheck = Callable[[], Awaitable[dict[str, object]]]
+HEALTH_KEY = web.AppKey("alertwire_health", list[HealthCheck])
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Origins are checked before anything runs; allowed ones get CORS headers."""
+    state = request.app[STATE_KEY]
+    origin = request.headers.get("Origin")
+    if not request.path.startswith(PREFIX) or origin is None:
+        return await handler(request)
+    if not state.origins.permits(origin, request.host):
+        body = orjson.dumps({"error": {"message": "Origin not allowed", "code": -32003}})
+        return json_response(body, status=403)
+    if request.method == "OPTIONS":
+        response: web.StreamResponse = web.Response(status=204)
+    else:
+        response = await handler(request)
+    if not response.prepared:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = ", ".join(filter(None, [response.headers.get("Vary"), "Origin"]))
+        response.headers.update(CORS_HEADERS)
+    return response
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    if state.shutting_down:
+        status, code = "shutting_down", 503
+    elif not state.ready:
+        status, code = "starting", 503
+    else:
+        status, code = "ok", 200
+    body: dict[str, object] = {
+        "status": status,
+        "connections": len(state.sessions),
+        "uptimeSeconds": round(time.time() - state.started_at, 1),
+    }
+    for check in request.app[HEALTH_KEY]:
+        extra = await check()
+        body.update(extra)
+        if extra.get("storage") not in (None, "ok"):
+            code = 503
+            body["status"] = "degraded"
+    return json_response(orjson.dumps(body), status=code)
+
+
+async def handle_trpc_get(request: web.Request) -> web.StreamResponse:
+    """GET on a path: SSE for subscriptions (or an event-stream Accept), else a query."""
+    state = request.app[STATE_KEY]
+    path = request.match_info["paths"]
+    proc = state.dispatcher.router.get(path)
+    wants_sse = "text/event-stream" in request.headers.get("Accept", "")
+    if wants_sse or (proc is not None and proc.kind.value == "subscription"):
+        return await handle_sse(request)
+    return await handle_trpc_http(request)
+
+
+async def handle_root_get(request: web.Request) -> web.StreamResponse:
+    """GET /api/trpc is the WebSocket endpoint."""
+    return await handle_ws(request)
+
+
+async def handle_options(request: web.Request) -> web.Response:
+    """CORS preflight (the middleware adds the headers for allowed origins)."""
+    return web.Response(status=204)
+
+
+def create_app(state: ServerState) -> web.Application:
+    app = web.Application(middlewares=[cors], client_max_size=state.limits.max_message_bytes)
+    app[STATE_KEY] = state
+    app[HEALTH_KEY] = []
+    app.router.add_get("/health", handle_health)
+    app.router.add_get(PREFIX, handle_root_get)
+    app.router.add_post(PREFIX, handle_jsonrpc_post)
+    app.router.add_route("OPTIONS", PREFIX, handle_options)
+    app.router.add_get(PREFIX + "/{paths}", handle_trpc_get, allow_head=False)
+    app.router.add_route("HEAD", PREFIX + "/{paths}", handle_trpc_http)
+    app.router.add_post(PREFIX + "/{paths}", handle_trpc_http)
+    app.router.add_route("OPTIONS", PREFIX + "/{paths}", handle_options)
+    app.cleanup_ctx.append(_sweeper)
+    return app
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """One task for every socket's heartbeat: ping after HEARTBEAT of silence, drop after
+    HEARTBEAT_TIMEOUT (no per-socket timers)."""
+    state = app[STATE_KEY]
+    task = asyncio.create_task(_sweep_forever(state), name="heartbeat-sweeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _sweep_forever(state: ServerState) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        sweep(state, time.monotonic())
+
+
+def sweep(state: ServerState, now: float) -> None:
+    interval = state.limits.heartbeat_interval_s
+    timeout = state.limits.heartbeat_timeout_s
+    for session in list(state.sessions):
+        conn = session.transport
+        if not isinstance(conn, WsConnection) or conn.out.closing:
+            continue
+        idle = now - conn.last_seen
+        if idle >= timeout:
+            log.info("closing a websocket that answered no ping for %.0f s", idle)
+            conn.out.abort()
+        elif idle >= interval and now - conn.last_ping >= interval:
+            conn.last_ping = now
+            task = asyncio.create_task(conn.ws.ping())
+            task.add_done_callback(_ignore_result)
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def shutdown(state: ServerState, grace_s: float = 5.0) -> None:
+    """Stop taking connections, ask every client to reconnect, then close them (1012)."""
+    state.shutting_down = True
+    for event in list(state.wakeups):
+        event.set()
+    sockets = [s for s in state.sessions if isinstance(s.transport, WsConnection)]
+    for session in sockets:
+        session.reconnect_notice()
+        session.transport.close(CLOSE_SERVICE_RESTART, "Server restarting")
+    waits = [
+        s.transport.out.finished.wait() for s in sockets if isinstance(s.transport, WsConnection)
+    ]
+    if waits:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*waits), grace_s)

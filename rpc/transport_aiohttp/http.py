@@ -1,0 +1,173 @@
+"""HTTP: JSON-RPC 2.0 on POST /api/trpc, and tRPC's httpLink / httpBatchLink on
+GET|POST /api/trpc/<path>[,<path>...] (TRPC_PROTOCOL.md section 2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from rpc.errors import ErrorCode, RpcError, method_not_found, to_rpc_error
+from rpc.router import Kind
+from rpc.session import Session
+from rpc.transport_aiohttp.state import STATE_KEY, ServerState
+
+JSON = "application/json"
+VARY = "trpc-accept, accept"
+
+
+class Collector:
+    """A Transport that keeps what the session sends, for one HTTP exchange."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def send(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        return None
+
+
+def json_response(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(body=body, status=status, content_type=JSON, headers=headers)
+
+
+async def read_body(request: web.Request, state: ServerState) -> bytes:
+    limit = state.limits.max_message_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise RpcError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise RpcError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def http_session(request: web.Request, state: ServerState) -> tuple[Session, Collector]:
+    principal, auth_error = state.principal_from(request)
+    collector = Collector()
+    session = Session(
+        state.dispatcher,
+        collector,
+        auth=state.auth,
+        limits=state.limits,
+        principal=principal,
+        http=True,
+        transport_name="http",
+        rate=state.http_bucket(principal, request),
+        auth_error=auth_error,
+    )
+    return session, collector
+
+
+async def handle_jsonrpc_post(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    try:
+        body = await read_body(request, state)
+        text = body.decode("utf-8")
+    except RpcError as exc:
+        error = {"jsonrpc": "2.0", "error": exc.to_dict("jsonrpc"), "id": None}
+        return json_response(orjson.dumps(error), status=exc.code.http_status)
+    except UnicodeDecodeError:
+        text = "\x00"  # not JSON: the session answers with a parse error
+    session, collector = http_session(request, state)
+    await session.receive(text)
+    session.shutdown()
+    if not collector.frames:
+        return web.Response(status=204)
+    return json_response(collector.frames[0])
+
+
+# --- tRPC HTTP ------------------------------------------------------------------------------
+
+
+def _inputs(request: web.Request, body: bytes, count: int, batch: bool) -> list[Any]:
+    """One raw input per path (None where the client sent none)."""
+    if request.method == "GET":
+        raw = request.query.get("input")
+        document = None if raw is None else orjson.loads(raw)
+    else:
+        document = orjson.loads(body) if body.strip() else None
+    if not batch:
+        return [document]
+    if document is None:
+        return [None] * count
+    if not isinstance(document, dict):
+        raise RpcError(ErrorCode.BAD_REQUEST, "A batch input must be an object keyed by index")
+    return [document.get(str(i)) for i in range(count)]
+
+
+def _status(items: list[tuple[int, bytes]], batch: bool) -> int:
+    statuses = {status for status, _ in items}
+    if len(statuses) == 1:
+        return statuses.pop()
+    return 207 if batch else items[0][0]
+
+
+async def handle_trpc_http(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    if request.method == "HEAD":
+        return web.Response(status=204)
+    paths = request.match_info["paths"].split(",")
+    batch = request.query.get("batch") == "1"
+    if not batch and len(paths) > 1:
+        error = RpcError(ErrorCode.BAD_REQUEST, "Several paths need ?batch=1")
+        return json_response(_error_item(error, None), status=400)
+    try:
+        if len(paths) > state.limits.max_batch:
+            raise RpcError(ErrorCode.BAD_REQUEST, "Batch too large")
+        if request.method == "POST":
+            ctype = request.content_type
+            if request.content_length and ctype not in ("application/json", ""):
+                raise RpcError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send application/json")
+        body = await read_body(request, state) if request.method == "POST" else b""
+        inputs = _inputs(request, body, len(paths), batch)
+    except orjson.JSONDecodeError:
+        error = RpcError(ErrorCode.BAD_REQUEST, "The input is not valid JSON")
+        return json_response(_error_item(error, None), status=400, headers={"Vary": VARY})
+    except RpcError as exc:
+        return json_response(_error_item(exc, None), status=exc.code.http_status)
+    session, _ = http_session(request, state)
+    kind = Kind.QUERY if request.method == "GET" else Kind.MUTATION
+    items = [await _call(session, path, kind, raw) for path, raw in zip(paths, inputs, strict=True)]
+    session.shutdown()
+    headers = {"Vary": VARY}
+    if not batch and items[0][0] == 405:
+        headers["Allow"] = "POST" if kind is Kind.QUERY else "GET"
+    body_out = (b"[" + b",".join(b for _, b in items) + b"]") if batch else items[0][1]
+    return json_response(body_out, status=_status(items, batch), headers=headers)
+
+
+def _error_item(error: RpcError, path: str | None) -> bytes:
+    return b'{"error":' + orjson.dumps(error.to_dict("trpc", path)) + b"}"
+
+
+async def _call(session: Session, path: str, kind: Kind, raw: Any) -> tuple[int, bytes]:
+    dispatcher = session.dispatcher
+    try:
+        session.take_rate_token()
+        proc = dispatcher.router.get(path)
+        if proc is None:
+            raise method_not_found(path)
+        if proc.kind is not kind:
+            verb = "GET" if proc.kind is Kind.QUERY else "POST"
+            hint = " (subscriptions use SSE)" if proc.kind is Kind.SUBSCRIPTION else ""
+            raise RpcError(
+                ErrorCode.METHOD_NOT_SUPPORTED,
+                f"Unsupported {(kind is Kind.QUERY and 'GET') or 'POST'}-request to "
+                f'{proc.kind.value} procedure at path "{path}"; use {verb}{hint}',
+            )
+        ctx = session.context(None)
+        checked = dispatcher.prepare(ctx, proc, raw)
+        result = await dispatcher.call(ctx, proc, checked)
+    except Exception as exc:
+        error = to_rpc_error(exc)
+        return error.code.http_status, _error_item(error, path)
+    return 200, b'{"result":{"data":' + result + b"}}"

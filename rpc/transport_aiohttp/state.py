@@ -1,0 +1,94 @@
+"""What the transport shares across requests: the dispatcher, auth, limits, live connections,
+origin policy and the server's lifecycle flags."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from rpc.auth import AuthConfig, bearer_token, verify_token
+from rpc.connections import ConnectionRegistry
+from rpc.context import Principal
+from rpc.dispatch import Dispatcher
+from rpc.errors import RpcError
+from rpc.limits import Limits, TokenBucket, Unlimited, rate_limiter
+
+if TYPE_CHECKING:
+    from rpc.session import Session
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+MAX_HTTP_BUCKETS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class OriginPolicy:
+    """ALLOWED_ORIGINS, or (unset) the same host, plus localhost in development."""
+
+    allowed: frozenset[str] = frozenset()
+    allow_localhost: bool = True
+
+    def permits(self, origin: str | None, host: str | None) -> bool:
+        if origin is None:
+            return True  # not a browser
+        origin = origin.strip().rstrip("/")
+        if origin in self.allowed or "*" in self.allowed:
+            return True
+        if self.allowed:
+            return False
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False
+        if self.allow_localhost and parts.hostname in LOCAL_HOSTS:
+            return True
+        return host is not None and parts.netloc.lower() == host.lower()
+
+
+@dataclass(eq=False)
+class ServerState:
+    dispatcher: Dispatcher
+    auth: AuthConfig | None
+    limits: Limits
+    registry: ConnectionRegistry
+    origins: OriginPolicy = field(default_factory=OriginPolicy)
+    started_at: float = field(default_factory=time.time)
+    ready: bool = False
+    shutting_down: bool = False
+    sessions: set[Session] = field(default_factory=set)
+    # Set on shutdown so long-lived HTTP streams (SSE) stop waiting at once.
+    wakeups: set[asyncio.Event] = field(default_factory=set)
+    _http_buckets: OrderedDict[tuple[str, str], TokenBucket | Unlimited] = field(
+        default_factory=OrderedDict
+    )
+
+    def principal_from(self, request: web.Request) -> tuple[Principal | None, RpcError | None]:
+        """The token of the Authorization header or `token` query parameter, verified."""
+        token = bearer_token(request.headers.get("Authorization")) or request.query.get("token")
+        return self.verify(token)
+
+    def verify(self, token: str | None) -> tuple[Principal | None, RpcError | None]:
+        if not token or self.auth is None:
+            return None, None
+        try:
+            return verify_token(token, self.auth), None
+        except RpcError as exc:
+            return None, exc
+
+    def http_bucket(
+        self, principal: Principal | None, request: web.Request
+    ) -> TokenBucket | Unlimited:
+        """HTTP has no connection: rate-limit per caller and client address (LRU-bounded)."""
+        key = (principal.sub if principal else "", request.remote or "")
+        bucket = self._http_buckets.pop(key, None) or rate_limiter(self.limits)
+        self._http_buckets[key] = bucket
+        while len(self._http_buckets) > MAX_HTTP_BUCKETS:
+            self._http_buckets.popitem(last=False)
+        return bucket
+
+
+STATE_KEY = web.AppKey("alertwire_state", ServerState)

@@ -1,0 +1,151 @@
+"""The tRPC v11 WebSocket dialect (TRPC_PROTOCOL.md section 1).
+
+Replies are one JSON object per frame; `jsonrpc` is echoed when the request had it. A
+subscription answers `started`, then `data` frames (tracked: `result.id` and
+`data: {id, data}`), then `stopped`; an error frame is followed by `stopped`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from rpc.errors import ErrorCode, RpcError, parse_error, to_rpc_error
+from rpc.router import Kind
+
+if TYPE_CHECKING:
+    from rpc.session import Session
+
+DIALECT = "trpc"
+METHODS = frozenset({"query", "mutation", "subscription", "subscription.stop", "connectionParams"})
+
+
+def is_trpc_message(message: Any) -> bool:
+    if not isinstance(message, dict) or message.get("method") not in METHODS:
+        return False
+    # JSON-RPC's own stop names the subscription in params; tRPC's uses the request id.
+    params = message.get("params")
+    return not (
+        message.get("method") == "subscription.stop"
+        and isinstance(params, dict)
+        and "subscription" in params
+    )
+
+
+def _head(request_id: Any, echo: bool) -> bytes:
+    prefix = b'{"jsonrpc":"2.0","id":' if echo else b'{"id":'
+    return prefix + orjson.dumps(request_id)
+
+
+class TrpcEnvelope:
+    __slots__ = ("_data", "_error_head", "_head", "path")
+
+    def __init__(self, request_id: Any, echo: bool, path: str) -> None:
+        head = _head(request_id, echo)
+        self._head = head
+        self._data = head + b',"result":{"type":"data"'
+        self._error_head = head + b',"error":'
+        self.path = path
+
+    def started(self) -> bytes:
+        return self._head + b',"result":{"type":"started"}}'
+
+    def stopped(self) -> bytes:
+        return self._head + b',"result":{"type":"stopped"}}'
+
+    def event(self, event_id: str | None, payload: bytes) -> bytes:
+        if event_id is None:
+            return self._data + b',"data":' + payload + b"}}"
+        eid = orjson.dumps(event_id)
+        return (
+            self._data + b',"id":' + eid + b',"data":{"id":' + eid + b',"data":' + payload + b"}}}"
+        )
+
+    def error(self, error: RpcError) -> bytes:
+        return self._error_head + orjson.dumps(error.to_dict(DIALECT, self.path)) + b"}"
+
+    def ended(self, error: RpcError | None) -> list[bytes]:
+        if error is None:
+            return [self.stopped()]
+        return [self.error(error), self.stopped()]
+
+
+def reject(session: Session, message: Any, error: RpcError) -> None:
+    request_id = message.get("id") if isinstance(message, dict) else None
+    if not _valid_id(request_id):
+        session.send_connection_error(error)
+        return
+    echo = isinstance(message, dict) and message.get("jsonrpc") == "2.0"
+    session.transport.send(
+        _head(request_id, echo) + b',"error":' + orjson.dumps(error.to_dict(DIALECT)) + b"}"
+    )
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+def _merge_last_event_id(raw_input: Any, last_event_id: Any) -> Any:
+    """As the official server does: into an object input, or as the whole of a null input."""
+    if last_event_id is None:
+        return raw_input
+    if isinstance(raw_input, dict):
+        return {**raw_input, "lastEventId": last_event_id}
+    if raw_input is None:
+        return {"lastEventId": last_event_id}
+    return raw_input
+
+
+async def handle(session: Session, message: dict[str, Any]) -> None:
+    method = message["method"]
+    if method == "connectionParams":
+        _connection_params(session, message.get("data"))
+        return
+    request_id = message.get("id")
+    if not _valid_id(request_id):
+        session.send_connection_error(parse_error("`id` is required"))
+        return
+    if method == "subscription.stop":
+        sub = session.subscriptions.get((DIALECT, request_id))
+        if sub is not None and session.stop_subscription((DIALECT, request_id)):
+            session.transport.send(sub.envelope.ended(None)[0])
+        return
+    params = message.get("params")
+    path = params.get("path") if isinstance(params, dict) else None
+    envelope = TrpcEnvelope(request_id, message.get("jsonrpc") == "2.0", str(path)[:200])
+    try:
+        session.take_rate_token()
+        if not isinstance(params, dict) or not isinstance(path, str):
+            raise RpcError(ErrorCode.BAD_REQUEST, "params.path must be a string")
+        raw_input = _merge_last_event_id(params.get("input"), params.get("lastEventId"))
+        if method == "subscription":
+            sub = await session.open_subscription((DIALECT, request_id), path, raw_input, envelope)
+            session.transport.send(envelope.started())
+            await sub.run()
+            return
+        dispatcher = session.dispatcher
+        proc = dispatcher.lookup(path, Kind(method))
+        ctx = session.context(request_id)
+        checked = dispatcher.prepare(ctx, proc, raw_input)
+        result = await dispatcher.call(ctx, proc, checked)
+    except Exception as exc:
+        session.transport.send(envelope.error(to_rpc_error(exc)))
+        return
+    session.transport.send(envelope.event(None, result))
+
+
+def _connection_params(session: Session, data: Any) -> None:
+    """`{"method":"connectionParams","data":{...}}`: null or an object of strings."""
+    if data is not None and (
+        not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values())
+    ):
+        session.reject_connection(parse_error("Invalid connection params shape"))
+        return
+    token = data.get("token") if data else None
+    if token is None:
+        return
+    try:
+        session.authenticate(token)
+    except RpcError as exc:
+        session.reject_connection(exc)

@@ -1,0 +1,35 @@
+"""Start Alertwire: `python scripts/start_websocket_server.py` (environment: CONTRACT section 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from server import config as server_config  # noqa: E402
+from server import logs  # noqa: E402
+from server.main import run  # noqa: E402
+
+
+def main() -> int:
+    logs.setup(os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        config = server_config.load()
+    except server_config.ConfigError as exc:
+        print(f"alertwire: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    return int(runner(run(config)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

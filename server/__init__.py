@@ -1,0 +1,1 @@
+"""Composition root: configuration from the environment, and the running server."""

@@ -1,0 +1,112 @@
+"""Server configuration from the environment (CONTRACT section 1)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rpc.auth import PUBLIC_KEY_ALGORITHMS, AuthConfig
+from rpc.limits import Limits
+from rpc.transport_aiohttp import OriginPolicy
+
+DEV_SECRET_FILE = "dev_jwt_secret"  # noqa: S105 - a file name, not a secret
+
+
+class ConfigError(Exception):
+    """The environment does not describe a server that can start; the message says why."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str
+    port: int
+    data_dir: Path
+    database_url: str
+    production: bool
+    auth: AuthConfig
+    secret_source: str  # "JWT_SECRET", "public key", or the dev secret's path
+    origins: OriginPolicy
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def development(self) -> bool:
+        return not self.production
+
+
+def _port(raw: str | None) -> int:
+    try:
+        port = int(raw) if raw else 3001
+    except ValueError:
+        raise ConfigError("WEBSOCKET_PORT must be a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError("WEBSOCKET_PORT must be between 0 and 65535")
+    return port
+
+
+def dev_secret(data_dir: Path) -> tuple[str, Path]:
+    """The development secret: generated once, kept under data/ with mode 0600."""
+    path = data_dir / DEV_SECRET_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    os.chmod(path, 0o600)
+    return path.read_text().strip(), path
+
+
+def _auth(env: Mapping[str, str], data_dir: Path, production: bool) -> tuple[AuthConfig, str]:
+    issuer = env.get("JWT_ISSUER") or None
+    audience = env.get("JWT_AUDIENCE") or None
+    public_key = env.get("JWT_PUBLIC_KEY")
+    key_file = env.get("JWT_PUBLIC_KEY_FILE")
+    if key_file:
+        public_key = Path(key_file).read_text()
+    if public_key:
+        algorithm = env.get("JWT_ALGORITHM", "RS256")
+        if algorithm not in PUBLIC_KEY_ALGORITHMS:
+            raise ConfigError(f"JWT_ALGORITHM must be one of {', '.join(PUBLIC_KEY_ALGORITHMS)}")
+        return AuthConfig(public_key, (algorithm,), issuer, audience), "public key"
+    secret = env.get("JWT_SECRET")
+    if secret:
+        if len(secret.encode()) < 32:
+            raise ConfigError("JWT_SECRET must be at least 32 bytes for HS256")
+        return AuthConfig(secret, ("HS256",), issuer, audience), "JWT_SECRET"
+    if production:
+        raise ConfigError(
+            "JWT_SECRET (or JWT_PUBLIC_KEY) is required when ALERTWIRE_ENV=production; "
+            "refusing to start with a generated development secret"
+        )
+    secret, path = dev_secret(data_dir)
+    return AuthConfig(secret, ("HS256",), issuer, audience), str(path)
+
+
+def _origins(env: Mapping[str, str], production: bool) -> OriginPolicy:
+    raw = env.get("ALLOWED_ORIGINS", "")
+    allowed = frozenset(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    return OriginPolicy(allowed=allowed, allow_localhost=not production)
+
+
+def load(env: Mapping[str, str] | None = None) -> ServerConfig:
+    env = os.environ if env is None else env
+    production = env.get("ALERTWIRE_ENV", "development").lower() == "production"
+    data_dir = Path(env.get("ALERTWIRE_DATA_DIR", "data"))
+    auth, source = _auth(env, data_dir, production)
+    try:
+        limits = Limits.from_env(env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return ServerConfig(
+        host=env.get("HOST", "127.0.0.1"),
+        port=_port(env.get("WEBSOCKET_PORT")),
+        data_dir=data_dir,
+        database_url=env.get("DATABASE_URL", f"sqlite:///{data_dir}/alertwire.db"),
+        production=production,
+        auth=auth,
+        secret_source=source,
+        origins=_origins(env, production),
+        limits=limits,
+    )

@@ -1,0 +1,119 @@
+"""Assemble and run the server: services, dispatcher, transport, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from routers.app import app_router
+from rpc.connections import ConnectionRegistry
+from rpc.dispatch import Dispatcher
+from rpc.transport_aiohttp import HEALTH_KEY, ServerState, create_app, shutdown
+from server.config import ServerConfig
+
+log = logging.getLogger("alertwire.server")
+
+SHUTDOWN_GRACE_S = 5.0
+
+
+@dataclass
+class Running:
+    app: web.Application
+    state: ServerState
+    runner: web.AppRunner
+    services: Any
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.state_host}:{self.port}"
+
+    state_host: str = "127.0.0.1"
+
+
+async def open_services(config: ServerConfig, registry: ConnectionRegistry) -> Any:
+    try:
+        module = importlib.import_module("services.container")
+    except ImportError:
+        return None
+    return await module.Services.open_from(config, registry)
+
+
+async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Any]:
+    registry = ConnectionRegistry()
+    services = await open_services(config, registry)
+    state = ServerState(
+        dispatcher=Dispatcher(app_router, services),
+        auth=config.auth,
+        limits=config.limits,
+        registry=registry,
+        origins=config.origins,
+    )
+    app = create_app(state)
+    health = getattr(services, "health", None)
+    if health is not None:
+        app[HEALTH_KEY].append(health)
+    return app, state, services
+
+
+async def start(config: ServerConfig) -> Running:
+    app, state, services = await build(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    await site.start()
+    port = config.port
+    server = site._server  # the bound port, for WEBSOCKET_PORT=0
+    if isinstance(server, asyncio.base_events.Server) and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    state.ready = True
+    return Running(app, state, runner, services, port, config.host)
+
+
+async def stop(running: Running) -> None:
+    """/health turns 503 and new sockets are refused at once; clients are told to reconnect
+    and closed with 1012; then the listener and the services close."""
+    await shutdown(running.state, SHUTDOWN_GRACE_S)
+    await running.runner.cleanup()
+    close = getattr(running.services, "close", None)
+    if close is not None:
+        await close()
+
+
+def describe(config: ServerConfig, port: int) -> str:
+    mode = (
+        "production"
+        if config.production
+        else f"development mode (JWT secret from {config.secret_source})"
+    )
+    return (
+        f"Alertwire listening on http://{config.host}:{port} "
+        f"(WebSocket ws://{config.host}:{port}/api/trpc); "
+        f"data in {config.database_url}; {mode}"
+    )
+
+
+async def run(config: ServerConfig) -> int:
+    running = await start(config)
+    print(describe(config, running.port), flush=True)
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_event.set)
+    try:
+        await stop_event.wait()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        await stop(running)
+    log.info("stopped")
+    return 0

@@ -1,0 +1,86 @@
+"""Shared fixtures: tokens, and an in-process server on the demo router."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from routers.app import app_router
+from rpc.auth import AuthConfig, issue_token
+from rpc.connections import ConnectionRegistry
+from rpc.dispatch import Dispatcher
+from rpc.limits import Limits
+from rpc.router import Router
+from rpc.transport_aiohttp import ServerState, create_app
+from tests.rpc import demo
+
+SECRET = "test-secret-0123456789-abcdefghijklmnop"
+AUTH = AuthConfig(SECRET)
+
+TokenFactory = Callable[..., str]
+
+
+def make_token(
+    sub: str = "nurse-1",
+    role: str = "nurse",
+    hospitals: list[str] | None = None,
+    ttl: float = 3600,
+    **extra: Any,
+) -> str:
+    return issue_token(
+        AUTH,
+        sub=sub,
+        role=role,
+        hospitals=["h1"] if hospitals is None else hospitals,
+        ttl_seconds=ttl,
+        now=time.time(),
+        **extra,
+    )
+
+
+@pytest.fixture
+def token() -> TokenFactory:
+    return make_token
+
+
+def demo_router() -> Router:
+    root = Router()
+    for proc in demo.router.procedures.values():
+        root._add(proc)
+    for proc in app_router.procedures.values():
+        root._add(proc)
+    return root
+
+
+def make_state(
+    services: Any = None, limits: Limits | None = None, router: Router | None = None
+) -> ServerState:
+    state = ServerState(
+        dispatcher=Dispatcher(router or demo_router(), services),
+        auth=AUTH,
+        limits=limits or Limits(),
+        registry=ConnectionRegistry(),
+    )
+    state.ready = True
+    return state
+
+
+@pytest.fixture
+def feed() -> demo.Feed:
+    return demo.Feed()
+
+
+@pytest.fixture
+def limits() -> Limits:
+    return Limits()
+
+
+@pytest.fixture
+async def client(feed: demo.Feed, limits: Limits) -> AsyncIterator[TestClient[Any, Any]]:
+    state = make_state(feed, limits)
+    async with TestClient(TestServer(create_app(state))) as test_client:
+        yield test_client
