@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rpc.router import Router
 from routers import system
+from rpc.router import Router
 
 app_router = Router.merge(system=system.router)

@@ -111,9 +111,11 @@ async def run(config: ServerConfig) -> int:
         await stop_event.wait()
         log.info("shutting down")
     finally:
+        # Handlers stay installed until the end: a second signal must not cut the graceful
+        # shutdown short.
+        await stop(running)
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
-        await stop(running)
     log.info("stopped")
     return 0
