@@ -185,6 +185,9 @@ class Session:
             )
         source = await self.dispatcher.open_subscription(ctx, proc, params)
         sub = Subscription(self, key, proc, params, source, envelope)
+        if self.closed:  # the connection went away while the procedure ran
+            sub.cancel()
+            raise RpcError(ErrorCode.CLIENT_CLOSED_REQUEST, "Connection closed")
         self.subscriptions[key] = sub
         return sub
 

@@ -29,13 +29,12 @@ class Running:
     state: ServerState
     runner: web.AppRunner
     services: Any
+    host: str
     port: int
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.state_host}:{self.port}"
-
-    state_host: str = "127.0.0.1"
+        return f"http://{self.host}:{self.port}"
 
 
 async def open_services(config: ServerConfig, registry: ConnectionRegistry) -> Any:
@@ -74,7 +73,7 @@ async def start(config: ServerConfig) -> Running:
     if isinstance(server, asyncio.base_events.Server) and server.sockets:
         port = server.sockets[0].getsockname()[1]
     state.ready = True
-    return Running(app, state, runner, services, port, config.host)
+    return Running(app, state, runner, services, config.host, port)
 
 
 async def stop(running: Running) -> None:

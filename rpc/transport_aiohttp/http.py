@@ -157,12 +157,16 @@ async def _call(session: Session, path: str, kind: Kind, raw: Any) -> tuple[int,
         if proc is None:
             raise method_not_found(path)
         if proc.kind is not kind:
-            verb = "GET" if proc.kind is Kind.QUERY else "POST"
-            hint = " (subscriptions use SSE)" if proc.kind is Kind.SUBSCRIPTION else ""
+            sent = "GET" if kind is Kind.QUERY else "POST"
+            use = {
+                Kind.QUERY: "GET",
+                Kind.MUTATION: "POST",
+                Kind.SUBSCRIPTION: "GET with Accept: text/event-stream",
+            }[proc.kind]
             raise RpcError(
                 ErrorCode.METHOD_NOT_SUPPORTED,
-                f"Unsupported {(kind is Kind.QUERY and 'GET') or 'POST'}-request to "
-                f'{proc.kind.value} procedure at path "{path}"; use {verb}{hint}',
+                f'Unsupported {sent}-request to {proc.kind.value} procedure at path "{path}"; '
+                f"use {use}",
             )
         ctx = session.context(None)
         checked = dispatcher.prepare(ctx, proc, raw)
