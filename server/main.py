@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import signal
@@ -106,15 +105,12 @@ async def run(config: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_event.set)
+    # The handlers stay installed until the loop closes: a repeated signal during the
+    # graceful shutdown does not cut it short.
     try:
         await stop_event.wait()
         log.info("shutting down")
     finally:
-        # Handlers stay installed until the end: a second signal must not cut the graceful
-        # shutdown short.
         await stop(running)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
     log.info("stopped")
     return 0

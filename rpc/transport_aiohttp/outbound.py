@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections import deque
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from rpc.limits import Limits
 
@@ -102,15 +103,141 @@ class Outbound:
         raise NotImplementedError
 
 
+# Above this much data waiting in the kernel-side transport buffer, stop writing directly
+# and let the writer task wait for the socket to drain (frames then queue, bounded).
+HIGH_WATER_BYTES = 256 * 1024
+
+
+def frame_header(size: int) -> bytes:
+    """Header of an unmasked, uncompressed, final text frame (RFC 6455 section 5.2)."""
+    if size < 126:
+        return _SHORT[size]
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big")
+    return b"\x81\x7f" + size.to_bytes(8, "big")
+
+
+_SHORT = [bytes((0x81, n)) for n in range(126)]
+
+
+class _Flusher:
+    """Writes each connection that got frames during this loop iteration, once: a burst of
+    events costs one write per socket, and fan-out costs no task switch per subscriber."""
+
+    __slots__ = ("_dirty", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[WsOutbound] = []
+        self._scheduled = False
+
+    def mark(self, out: WsOutbound) -> None:
+        self._dirty.append(out)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for out in dirty:
+            out.flush()
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flusher() -> _Flusher:
+    loop = asyncio.get_running_loop()
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        flusher = _flushers[loop] = _Flusher(loop)
+    return flusher
+
+
 class WsOutbound(Outbound):
+    """WebSocket frames written straight to the transport, coalesced per loop iteration.
+
+    aiohttp's own writer also writes whole frames synchronously (pong, ping, close), so the
+    two never interleave inside a frame. Only when the socket is slow does the writer task
+    take over: it waits for the transport to drain and writes the queue in order.
+    """
+
     def __init__(self, request: web.Request, ws: web.WebSocketResponse, limits: Limits) -> None:
         self.ws = ws
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._marked = False
+        self._blocked = False  # the socket is slow: frames go through the queue
+        self._flush_soon = _flusher()
         super().__init__(request, limits)
 
-    async def _write_many(self, frames: list[bytes]) -> None:
-        send = self.ws.send_frame
-        for frame in frames:
-            await send(frame, WSMsgType.TEXT)
+    def send(self, frame: bytes) -> None:
+        if self._closing is not None:
+            return
+        if self._blocked:
+            super().send(frame)
+            return
+        self._pending.append(frame_header(len(frame)))
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if not self._marked:
+            self._marked = True
+            self._flush_soon.mark(self)
+
+    def close(self, code: int, reason: str) -> None:
+        self.flush()  # what was sent before the close goes out before it
+        super().close(code, reason)
+
+    def flush(self) -> None:
+        self._marked = False
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            return  # the connection is gone; the read loop ends the session
+        transport.write(data)
+        if transport.get_write_buffer_size() > HIGH_WATER_BYTES and not self._blocked:
+            self._blocked = True
+            self._wakeup.set()
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                if self._blocked:
+                    await self._drain_queue()
+                if self._closing is not None:
+                    break
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            code, reason = self._closing
+            await asyncio.wait_for(self._finish(code, reason), CLOSE_GRACE_S)
+        except (ConnectionError, RuntimeError, TimeoutError):
+            self.abort()
+        finally:
+            self._closing = self._closing or (1006, "")
+            self.finished.set()
+
+    async def _drain_queue(self) -> None:
+        """Wait for the socket, then write what queued meanwhile, until nothing is left."""
+        protocol = self._request.protocol
+        while True:
+            await protocol._drain_helper()  # returns at once unless the transport paused us
+            if not self._queue:
+                break
+            batch = list(self._queue)
+            self._queue.clear()
+            self._queued_bytes = 0
+            transport = self._request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionError("connection lost")
+            transport.write(b"".join(frame_header(len(f)) + f for f in batch))
+        self._blocked = False
 
     async def _finish(self, code: int, reason: str) -> None:
         await self.ws.close(code=code, message=reason.encode()[:120])

@@ -29,9 +29,16 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/api/trpc"
 
+    signalled: bool = False
+
+    def send_signal(self, sig: int = signal.SIGTERM) -> None:
+        self.signalled = True
+        self.proc.send_signal(sig)
+
     async def stop(self, sig: int = signal.SIGTERM, wait_s: float = 10.0) -> int:
-        if self.proc.returncode is None:
-            self.proc.send_signal(sig)
+        """Signal once (unless already done) and wait for the exit code."""
+        if self.proc.returncode is None and not self.signalled:
+            self.send_signal(sig)
         return await asyncio.wait_for(self.proc.wait(), wait_s)
 
 

@@ -31,7 +31,7 @@ async def test_starts_with_no_configuration_and_shuts_down_gracefully(tmp_path: 
             await jsonrpc_ws.send_str('{"jsonrpc":"2.0","method":"system.ping","id":1}')
             assert orjson.loads((await jsonrpc_ws.receive(timeout=5)).data)["result"] == "pong"
 
-            server.proc.send_signal(signal.SIGTERM)
+            server.send_signal(signal.SIGTERM)
             notice = orjson.loads((await jsonrpc_ws.receive(timeout=5)).data)
             assert notice == {"jsonrpc": "2.0", "method": "server.reconnect"}
             assert orjson.loads((await trpc_ws.receive(timeout=5)).data) == {
