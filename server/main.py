@@ -99,12 +99,13 @@ def describe(config: ServerConfig, port: int) -> str:
 
 
 async def run(config: ServerConfig) -> int:
-    running = await start(config)
-    print(describe(config, running.port), flush=True)
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_event.set)
+    running = await start(config)
+    # The banner is the signal that the server is up: handlers are in place before it.
+    print(describe(config, running.port), flush=True)
     # The handlers stay installed until the loop closes: a repeated signal during the
     # graceful shutdown does not cut it short.
     try:

@@ -1,0 +1,130 @@
+"""Alertwire for the benchmark: the server exactly as `server.main.start` composes it, run on a
+chosen event loop, with an optional in-process publish loop (--mode service).
+
+    python -m bench.server_entry [--loop asyncio|uvloop] [--standin]
+                                 [--progress PATH --workers P --hospital H]
+
+Environment as for scripts/start_websocket_server.py. The first stdout line is the start
+script's banner ("... listening on http://HOST:PORT ..."). --standin replaces the healthcare
+router with bench/standin.py (RPC core only, no storage).
+
+--mode service publishes through the domain's service, skipping the RPC edge: the alert is
+created and committed by the service as the mutation would, so the figure separates the cost of
+the RPC call path from the cost of commit plus fan-out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from bench import standin
+from bench.inproc import publish_on_command
+from bench.publisher import alert_input
+from routers import system
+from rpc.connections import ConnectionRegistry
+from rpc.dispatch import Dispatcher
+from rpc.router import Router
+from rpc.transport_aiohttp import ServerState, create_app
+from server import config as server_config
+from server import logs
+from server import main as server_main
+
+Publish = Callable[[int], Awaitable[None]]
+
+
+async def start_standin(config: server_config.ServerConfig) -> tuple[server_main.Running, Publish]:
+    """As server.main.start, with the stand-in healthcare router and its in-memory hub."""
+    hub = standin.Hub()
+    router = Router.merge(system=system.router, healthcare=standin.router)
+    state = ServerState(
+        dispatcher=Dispatcher(router, hub),
+        auth=config.auth,
+        limits=config.limits,
+        registry=ConnectionRegistry(),
+        origins=config.origins,
+    )
+    app = create_app(state)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=4096)
+    await site.start()
+    server = site._server
+    port = config.port
+    if isinstance(server, asyncio.base_events.Server) and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    state.ready = True
+
+    async def publish(seq: int) -> None:
+        hub.publish(alert_input(HOSPITAL[0], seq))
+
+    return server_main.Running(app, state, runner, hub, config.host, port), publish
+
+
+HOSPITAL = ["h-bench"]
+
+
+def domain_publisher(running: server_main.Running, hospital: str) -> Publish:
+    """Create and commit an alert through the domain service, as the mutation does, without
+    the RPC call path. The services container decides how; see services/."""
+    services: Any = running.services
+    if services is None:
+        raise SystemExit("--mode service needs the healthcare services (services/container.py)")
+    alerts = getattr(services, "alerts", None)
+    create = getattr(alerts, "create_alert", None) or getattr(alerts, "create", None)
+    if create is None:
+        raise SystemExit("--mode service: no alerts.create_alert on the services container")
+    raise SystemExit("--mode service: the domain service API is not wired in yet")
+
+
+async def serve(args: argparse.Namespace) -> None:
+    config = server_config.load()
+    HOSPITAL[0] = args.hospital
+    if args.standin:
+        running, publish = await start_standin(config)
+    else:
+        running = await server_main.start(config)
+        publish = domain_publisher(running, args.hospital) if args.progress else _none
+    print(server_main.describe(config, running.port), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = None
+    if args.progress:
+        task = asyncio.create_task(publish_on_command(args.progress, args.workers, publish))
+    await stop.wait()
+    if task is not None:
+        task.cancel()
+    await server_main.stop(running)
+
+
+async def _none(seq: int) -> None:
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--standin", action="store_true")
+    parser.add_argument("--progress", default=None)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--hospital", default="h-bench")
+    args = parser.parse_args()
+    logs.setup(os.environ.get("LOG_LEVEL", "WARNING"))
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(args))
+    else:
+        asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Fan-out benchmark: N WebSocket subscribers, E alerts, delivered messages/s and latency.
+
+    python scripts/bench_fanout.py                       # 1000 subscribers, saturate, createAlert
+    python scripts/bench_fanout.py --rate 100 --events 1000
+    python scripts/bench_fanout.py --mode service        # publish in-process through the service
+    python scripts/bench_fanout.py --compare             # + bare aiohttp + official tRPC (Node)
+    python scripts/bench_fanout.py --subscribers 0 --publisher-connections 8 --events 5000
+                                                         # createAlert alone
+
+The server is started on a free port with a fresh database (or --url for a running one, with
+its JWT_SECRET in the environment). Subscribers are spread over --workers load-generator
+processes. Saturation publishes as fast as the slowest subscriber takes (never more than
+--window alerts ahead of it). Results go to bench/results/<name>.json and one summary line per
+server is printed. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.fanout import Options, run_round  # noqa: E402
+from bench.output import raise_file_limit, save  # noqa: E402
+
+
+def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--subscribers", "-n", type=int, default=1000)
+    p.add_argument("--events", "-e", type=int, default=None, help="alerts (default 1000)")
+    p.add_argument("--rate", type=float, default=0.0, help="alerts/s; 0 = saturate (default)")
+    p.add_argument("--mode", choices=["mutation", "service"], default="mutation")
+    p.add_argument("--dialect", choices=["jsonrpc", "trpc"], default="jsonrpc")
+    p.add_argument("--workers", "-p", type=int, default=2, help="load-generator processes")
+    p.add_argument("--window", type=int, default=256)
+    p.add_argument("--publisher-connections", type=int, default=1)
+    p.add_argument("--in-flight", type=int, default=16, help="calls per publisher connection")
+    p.add_argument("--publisher-role", default="service")
+    p.add_argument("--hospital", default="h-bench")
+    p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    p.add_argument("--standin", action="store_true", help="RPC core with an in-memory hub")
+    p.add_argument("--url", default=None, help="ws://host:port/api/trpc of a running server")
+    p.add_argument("--server-pid", type=int, default=None, help="with --url: for CPU and RSS")
+    p.add_argument("--compare", action="store_true", help="also run the bare and tRPC peers")
+    p.add_argument(
+        "--target", choices=["alertwire", "bare", "trpc"], default="alertwire", help="one server"
+    )
+    p.add_argument("--profile", default=None, help="py-spy raw output path (Alertwire only)")
+    p.add_argument("--name", default=None, help="results file name (no extension)")
+    p.add_argument("--no-save", action="store_true")
+    args = p.parse_args(argv)
+    opts = Options(
+        target=args.target,
+        mode=args.mode,
+        dialect=args.dialect,
+        subscribers=args.subscribers,
+        events=args.events or 1000,
+        rate=args.rate,
+        window=args.window,
+        workers=args.workers,
+        publisher_connections=args.publisher_connections,
+        in_flight=args.in_flight,
+        publisher_role=args.publisher_role,
+        hospital=args.hospital,
+        url=args.url,
+        server_pid=args.server_pid,
+        loop=args.loop,
+        standin=args.standin,
+        profile=args.profile,
+    )
+    return opts, args
+
+
+def summary(result: dict[str, Any]) -> str:
+    lat = result["latency_commit"] or {}
+    if not lat.get("samples"):
+        lat = result["latency_publish"]
+    server = result["server"]
+    rate = result["rate"]
+    load = "saturate" if rate == "saturate" else f"{rate:g}/s"
+    label = result["target"] + (" (standin)" if result.get("standin") else "")
+    return (
+        f"{label} {result['mode']} {result['dialect']} {result['loop']} {load}: "
+        f"{result['connected']} subs x {result['published']} alerts -> "
+        f"{result['delivered_per_s']:,} msg/s, {result['alerts_per_s']:,} alerts/s, "
+        f"latency p50 {lat.get('p50_ms', '-')} p99 {lat.get('p99_ms', '-')} "
+        f"max {lat.get('max_ms', '-')} ms, server CPU {server.get('cpu_percent', '-')}% "
+        f"RSS {server.get('rss_mib_after', '-')} MiB, load generator CPU "
+        f"{result['loadgen_cpu_percent']}% ({result['loadgen_loop']}), lost {result['lost']} "
+        f"dup {result['duplicated']} misordered {result['misordered']} "
+        f"closed {result['closed_early']}"
+    )
+
+
+def default_name(opts: Options, compare: bool) -> str:
+    load = "sat" if not opts.rate else f"r{opts.rate:g}"
+    parts = ["fanout", opts.mode, opts.dialect, load, f"{opts.subscribers}x{opts.events}"]
+    if opts.standin:
+        parts.append("standin")
+    if opts.loop != "asyncio":
+        parts.append(opts.loop)
+    if compare:
+        parts.append("compare")
+    return "-".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts, args = parse(argv)
+    raise_file_limit(opts.subscribers + 1024)
+    rounds = [opts]
+    if args.compare:
+        rounds += [replace(opts, target="bare", profile=None), replace(opts, target="trpc")]
+        rounds[-1] = replace(rounds[-1], mode="mutation", profile=None)
+    results = []
+    for round_opts in rounds:
+        result = run_round(round_opts)
+        results.append(result)
+        print(summary(result), flush=True)
+    document: dict[str, Any] = {
+        "command": " ".join(["python", "scripts/bench_fanout.py", *(argv or sys.argv[1:])]),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "results": results,
+    }
+    if args.compare:
+        ours = results[0]["delivered_per_s"]
+        ratios = {
+            "alertwire_over_bare": round(ours / max(results[1]["delivered_per_s"], 1), 3),
+            "alertwire_over_trpc": round(ours / max(results[2]["delivered_per_s"], 1), 3),
+        }
+        document["ratios"] = ratios
+        print(
+            f"ratios: Alertwire/bare {ratios['alertwire_over_bare']:.3f}, "
+            f"Alertwire/tRPC {ratios['alertwire_over_trpc']:.3f}",
+            flush=True,
+        )
+    if not args.no_save:
+        path = save(args.name or default_name(opts, args.compare), document)
+        print(f"results: {path.relative_to(ROOT)}")
+    clean = all(
+        r["lost"] == 0 and r["duplicated"] == 0 and r["connected"] == r["subscribers"]
+        for r in results
+    )
+    return 0 if clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

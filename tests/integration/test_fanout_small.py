@@ -1,0 +1,81 @@
+"""A small fan-out through the real server with the benchmark's load generator: 20 subscribers
+x 20 alerts created through `healthcare.createAlert`, in both WebSocket dialects. Asserts that
+every subscriber got every alert exactly once, with increasing event ids. No timing."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from bench.fanout import tokens
+from bench.loadgen import (
+    EVENT_ID_RE,
+    Shared,
+    Subscriber,
+    WorkerSpec,
+    await_delivery,
+    connect_all,
+    summarize,
+)
+from bench.progress import Pacer
+from bench.publisher import MutationPublisher
+from tests.integration.server import start_server
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("routers.healthcare") is None,
+    reason="the healthcare router is not there yet",
+)
+
+SECRET = "fanout-test-secret-0123456789abcdefghij"
+SUBSCRIBERS = 20
+ALERTS = 20
+
+
+@pytest.mark.parametrize("dialect", ["jsonrpc", "trpc"])
+async def test_every_subscriber_gets_every_alert_once(tmp_path: Path, dialect: str) -> None:
+    server = await start_server(
+        tmp_path,
+        JWT_SECRET=SECRET,
+        DATABASE_URL=f"sqlite:///{tmp_path}/fanout.db",
+        ALERTWIRE_DATA_DIR=str(tmp_path / "data"),
+        RATE_LIMIT_PER_10S="0",
+        MAX_CONNECTIONS_PER_USER="0",
+    )
+    subs: list[Subscriber] = []
+    try:
+        spec = WorkerSpec(
+            index=0,
+            url=server.ws_url,
+            dialect=dialect,
+            procedure="healthcare.subscribeToAlerts",
+            hospital="h1",
+            tokens=tokens(SECRET, 0, SUBSCRIBERS, "h1"),
+            events=ALERTS,
+            progress_path=None,
+            workers=0,
+        )
+        subs, errors = await connect_all(spec, Shared(ALERTS, EVENT_ID_RE[dialect]))
+        assert errors == []
+        publisher = MutationPublisher(
+            server.ws_url, dialect, "h1", tokens(SECRET, 0, 1, "h1", "service")[0], in_flight=4
+        )
+        report = await publisher.run(ALERTS, Pacer(None, 0.0, ALERTS, stall_s=10.0))
+        assert (report.ok, report.errors) == (ALERTS, 0), report.error_samples
+
+        await await_delivery(subs, ALERTS, idle_s=10.0)
+
+        summary = summarize(subs, ALERTS)
+        assert summary["subscribers"] == SUBSCRIBERS
+        assert summary["received"] == SUBSCRIBERS * ALERTS
+        assert summary["lost"] == 0
+        assert summary["duplicated"] == 0
+        assert summary["unexpected"] == 0
+        assert summary["ids_checked"] == SUBSCRIBERS * ALERTS
+        assert summary["misordered"] == 0
+        assert summary["closed_early"] == 0
+    finally:
+        for sub in subs:
+            sub.close()
+        await server.stop()
