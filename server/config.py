@@ -11,6 +11,7 @@ from pathlib import Path
 from rpc.auth import PUBLIC_KEY_ALGORITHMS, AuthConfig
 from rpc.limits import Limits
 from rpc.transport_aiohttp import OriginPolicy
+from services.config import DomainConfig, DomainConfigError
 
 DEV_SECRET_FILE = "dev_jwt_secret"  # noqa: S105 - a file name, not a secret
 
@@ -30,6 +31,7 @@ class ServerConfig:
     secret_source: str  # "JWT_SECRET", "public key", or the dev secret's path
     origins: OriginPolicy
     limits: Limits = field(default_factory=Limits)
+    domain: DomainConfig = field(default_factory=DomainConfig)
 
     @property
     def development(self) -> bool:
@@ -99,14 +101,20 @@ def load(env: Mapping[str, str] | None = None) -> ServerConfig:
         limits = Limits.from_env(env)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    database_url = env.get("DATABASE_URL", f"sqlite:///{data_dir}/alertwire.db")
+    try:
+        domain = DomainConfig.from_env(database_url, env)
+    except DomainConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return ServerConfig(
         host=env.get("HOST", "127.0.0.1"),
         port=_port(env.get("WEBSOCKET_PORT")),
         data_dir=data_dir,
-        database_url=env.get("DATABASE_URL", f"sqlite:///{data_dir}/alertwire.db"),
+        database_url=database_url,
         production=production,
         auth=auth,
         secret_source=source,
         origins=_origins(env, production),
         limits=limits,
+        domain=domain,
     )

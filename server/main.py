@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from rpc.connections import ConnectionRegistry
 from rpc.dispatch import Dispatcher
 from rpc.transport_aiohttp import HEALTH_KEY, ServerState, create_app, shutdown
 from server.config import ServerConfig
+from services.container import Services
 
 log = logging.getLogger("alertwire.server")
 
@@ -36,15 +36,11 @@ class Running:
         return f"http://{self.host}:{self.port}"
 
 
-async def open_services(config: ServerConfig, registry: ConnectionRegistry) -> Any:
-    try:
-        module = importlib.import_module("services.container")
-    except ImportError:
-        return None
-    return await module.Services.open_from(config, registry)
+async def open_services(config: ServerConfig, registry: ConnectionRegistry) -> Services:
+    return await Services.open(config.domain, registry)
 
 
-async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Any]:
+async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Services]:
     registry = ConnectionRegistry()
     services = await open_services(config, registry)
     state = ServerState(
@@ -55,9 +51,7 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Any
         origins=config.origins,
     )
     app = create_app(state)
-    health = getattr(services, "health", None)
-    if health is not None:
-        app[HEALTH_KEY].append(health)
+    app[HEALTH_KEY].append(services.health)
     return app, state, services
 
 

@@ -7,6 +7,17 @@ export type ProcedureKind = "query" | "mutation" | "subscription";
 
 /** Every procedure path and its kind. */
 export const procedures = {
+  "healthcare.acknowledgeAlert": "mutation",
+  "healthcare.createAlert": "mutation",
+  "healthcare.escalateAlert": "mutation",
+  "healthcare.getAlert": "query",
+  "healthcare.getAlertEvents": "query",
+  "healthcare.getMetrics": "query",
+  "healthcare.listAlerts": "query",
+  "healthcare.resolveAlert": "mutation",
+  "healthcare.subscribeToAlerts": "subscription",
+  "healthcare.subscribeToMetrics": "subscription",
+  "healthcare.updateAlert": "mutation",
   "system.ping": "query",
   "system.whoami": "query",
 } as const satisfies Record<string, ProcedureKind>;
@@ -17,13 +28,101 @@ export type ProcedurePath = keyof typeof procedures;
  * Subscriptions: `tracked` when every event carries an id to resume from,
  * `resumable` when the input takes that id back as `lastEventId`.
  */
-export const subscriptions = {} as const satisfies Record<string, { tracked: boolean; resumable: boolean }>;
+export const subscriptions = {
+  "healthcare.subscribeToAlerts": { tracked: true, resumable: true },
+  "healthcare.subscribeToMetrics": { tracked: false, resumable: false },
+} as const satisfies Record<string, { tracked: boolean; resumable: boolean }>;
 
 /**
  * Procedures by path segment with their inputs and outputs, for clients that do not use
  * `@trpc/client`. For a subscription, `output` is one event (without its id).
  */
 export interface ProcedureTree {
+  healthcare: {
+    /** Take an active alert. The same clinician again gets it unchanged; anyone else CONFLICT. */
+    acknowledgeAlert: {
+      kind: "mutation";
+      input: S.AcknowledgeAlertInput;
+      output: S.Alert;
+      tracked: false;
+    };
+    /** Raise an alert; every subscriber of its hospital hears `alert.created`. */
+    createAlert: {
+      kind: "mutation";
+      input: S.CreateAlertInput;
+      output: S.Alert;
+      tracked: false;
+    };
+    /** Raise the escalation level; the alert is active again for the next tier. */
+    escalateAlert: {
+      kind: "mutation";
+      input: S.EscalateAlertInput;
+      output: S.Alert;
+      tracked: false;
+    };
+    /** One alert as it stands now. */
+    getAlert: {
+      kind: "query";
+      input: S.GetAlertInput;
+      output: S.Alert;
+      tracked: false;
+    };
+    /**
+     * Events after `lastEventId` (the HTTP polling fallback); `stream.reset` when that
+     * position is gone.
+     */
+    getAlertEvents: {
+      kind: "query";
+      input: S.GetAlertEventsInput;
+      output: S.AlertEventPage;
+      tracked: false;
+    };
+    /** The hospital's alerting figures now. */
+    getMetrics: {
+      kind: "query";
+      input: S.GetMetricsInput;
+      output: S.Metrics;
+      tracked: false;
+    };
+    /** A page of the hospital's alerts, newest first, with the position to subscribe from. */
+    listAlerts: {
+      kind: "query";
+      input: S.ListAlertsInput;
+      output: S.AlertPage;
+      tracked: false;
+    };
+    /** Close an active or acknowledged alert for good. */
+    resolveAlert: {
+      kind: "mutation";
+      input: S.ResolveAlertInput;
+      output: S.Alert;
+      tracked: false;
+    };
+    /**
+     * The hospital's alert events (or one alert's) as they commit; after `lastEventId`
+     * exactly the missed ones first.
+     */
+    subscribeToAlerts: {
+      kind: "subscription";
+      input: S.SubscribeToAlertsInput;
+      output: S.AlertEvent | S.StreamReset;
+      tracked: true;
+    };
+    /** A snapshot at once, then every `intervalMs`, and within 250 ms of a change. */
+    subscribeToMetrics: {
+      kind: "subscription";
+      input: S.SubscribeToMetricsInput;
+      output: S.Metrics;
+      tracked: false;
+    };
+    /** Change priority, title, message or assignee of an open alert. */
+    updateAlert: {
+      kind: "mutation";
+      input: S.UpdateAlertInput;
+      output: S.Alert;
+      tracked: false;
+    };
+  };
   system: {
     /** Liveness of the RPC layer; needs no token. */
     ping: {

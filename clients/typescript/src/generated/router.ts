@@ -6,7 +6,9 @@ import type {
   inferRouterOutputs,
   TRPCBuiltRouter,
   TRPCDefaultErrorShape,
+  TRPCMutationProcedure,
   TRPCQueryProcedure,
+  TRPCSubscriptionProcedure,
 } from '@trpc/server';
 import type * as S from './schemas.js';
 
@@ -23,6 +25,80 @@ type Root = {
 export type AppRouter = TRPCBuiltRouter<
   Root,
   {
+    healthcare: {
+      /** Take an active alert. The same clinician again gets it unchanged; anyone else CONFLICT. */
+      acknowledgeAlert: TRPCMutationProcedure<{
+        input: S.AcknowledgeAlertInput;
+        output: S.Alert;
+        meta: Meta;
+      }>;
+      /** Raise an alert; every subscriber of its hospital hears `alert.created`. */
+      createAlert: TRPCMutationProcedure<{
+        input: S.CreateAlertInput;
+        output: S.Alert;
+        meta: Meta;
+      }>;
+      /** Raise the escalation level; the alert is active again for the next tier. */
+      escalateAlert: TRPCMutationProcedure<{
+        input: S.EscalateAlertInput;
+        output: S.Alert;
+        meta: Meta;
+      }>;
+      /** One alert as it stands now. */
+      getAlert: TRPCQueryProcedure<{
+        input: S.GetAlertInput;
+        output: S.Alert;
+        meta: Meta;
+      }>;
+      /**
+       * Events after `lastEventId` (the HTTP polling fallback); `stream.reset` when that
+       * position is gone.
+       */
+      getAlertEvents: TRPCQueryProcedure<{
+        input: S.GetAlertEventsInput;
+        output: S.AlertEventPage;
+        meta: Meta;
+      }>;
+      /** The hospital's alerting figures now. */
+      getMetrics: TRPCQueryProcedure<{
+        input: S.GetMetricsInput;
+        output: S.Metrics;
+        meta: Meta;
+      }>;
+      /** A page of the hospital's alerts, newest first, with the position to subscribe from. */
+      listAlerts: TRPCQueryProcedure<{
+        input: S.ListAlertsInput;
+        output: S.AlertPage;
+        meta: Meta;
+      }>;
+      /** Close an active or acknowledged alert for good. */
+      resolveAlert: TRPCMutationProcedure<{
+        input: S.ResolveAlertInput;
+        output: S.Alert;
+        meta: Meta;
+      }>;
+      /**
+       * The hospital's alert events (or one alert's) as they commit; after `lastEventId`
+       * exactly the missed ones first.
+       */
+      subscribeToAlerts: TRPCSubscriptionProcedure<{
+        input: S.SubscribeToAlertsInput;
+        output: AsyncIterable<{ id: string; data: S.AlertEvent | S.StreamReset }, void, any>;
+        meta: Meta;
+      }>;
+      /** A snapshot at once, then every `intervalMs`, and within 250 ms of a change. */
+      subscribeToMetrics: TRPCSubscriptionProcedure<{
+        input: S.SubscribeToMetricsInput;
+        output: AsyncIterable<S.Metrics, void, any>;
+        meta: Meta;
+      }>;
+      /** Change priority, title, message or assignee of an open alert. */
+      updateAlert: TRPCMutationProcedure<{
+        input: S.UpdateAlertInput;
+        output: S.Alert;
+        meta: Meta;
+      }>;
+    };
     system: {
       /** Liveness of the RPC layer; needs no token. */
       ping: TRPCQueryProcedure<{

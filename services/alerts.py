@@ -1,0 +1,194 @@
+"""The alert lifecycle against the store: each change and its event commit together, then the
+event is published (the store's `on_commit`), then the caller gets the alert.
+
+Concurrency: every change runs inside the store's write transaction on the alert as committed
+so far, so two clinicians racing on one alert are serialised: both succeed in turn (escalate,
+update) or the second gets CONFLICT (acknowledge by someone else, anything after resolve).
+`version` rises by one per change; no update is ever lost.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+
+import orjson
+
+from rpc.errors import ErrorCode, RpcError
+from schemas.alerts import (
+    Alert,
+    AlertEventType,
+    CreateAlertInput,
+    Priority,
+    UpdateAlertInput,
+)
+from services import lifecycle
+from services.lifecycle import Change, iso
+from services.store import AlertRecord, AlertStore, StagedChange, Transaction, format_event_id
+
+Clock = Callable[[], float]
+RecordListener = Callable[[AlertRecord], None]
+
+
+def new_alert_id() -> str:
+    return "al_" + secrets.token_urlsafe(12)
+
+
+def not_found(alert_id: str) -> RpcError:
+    return RpcError(ErrorCode.NOT_FOUND, "No such alert", {"alertId": alert_id})
+
+
+def event_payload(seq: int, change: Change, actor: str, now: float) -> bytes:
+    """The AlertEvent as it goes on the wire; encoded once, shared by every subscriber."""
+    alert = change.alert
+    return orjson.dumps(
+        {
+            "id": format_event_id(seq),
+            "type": change.event_type,
+            "hospitalId": alert.hospital_id,
+            "alertId": alert.id,
+            "alert": alert.model_dump(mode="json", by_alias=True),
+            "actorId": actor,
+            "occurredAt": iso(now),
+        }
+    )
+
+
+class AlertService:
+    def __init__(
+        self,
+        store: AlertStore,
+        targets: dict[Priority, float],
+        clock: Clock = time.time,
+        new_id: Callable[[], str] = new_alert_id,
+    ) -> None:
+        self.store = store
+        self.targets = targets
+        self.clock = clock
+        self.new_id = new_id
+        self._watchers: list[RecordListener] = []
+
+    def watch(self, listener: RecordListener) -> None:
+        """Hear every committed alert state (the escalation policy schedules from it)."""
+        self._watchers.append(listener)
+
+    async def get(self, alert_id: str) -> AlertRecord:
+        record = await self.store.get(alert_id)
+        if record is None:
+            raise not_found(alert_id)
+        return record
+
+    # --- changes ----------------------------------------------------------------------------
+
+    async def create(self, data: CreateAlertInput, actor: str) -> Alert:
+        async def operation(tx: Transaction) -> AlertRecord:
+            now = self.clock()
+            change = lifecycle.create(self.new_id(), data, actor, now)
+            record = AlertRecord(change.alert, now, None, now + self.targets[data.priority])
+            return self._stage(tx, record, change, actor, now, None)
+
+        return self._committed(await self.store.transact(operation))
+
+    async def acknowledge(self, alert_id: str, actor: str, note: str | None) -> Alert:
+        def apply(record: AlertRecord, now: float) -> tuple[AlertRecord, Change] | None:
+            change = lifecycle.acknowledge(record.alert, actor, now)
+            if change is None:
+                return None
+            responded = record.responded_ts if record.responded_ts is not None else now
+            return AlertRecord(change.alert, record.created_ts, responded, None), change
+
+        return await self._change(alert_id, actor, note, apply)
+
+    async def escalate(self, alert_id: str, actor: str, reason: str | None) -> Alert:
+        def apply(record: AlertRecord, now: float) -> tuple[AlertRecord, Change]:
+            change = lifecycle.escalate(record.alert, actor, now)
+            due = now + self.targets[change.alert.priority]
+            return AlertRecord(change.alert, record.created_ts, record.responded_ts, due), change
+
+        return await self._change(alert_id, actor, reason, apply)
+
+    async def update(self, data: UpdateAlertInput, actor: str) -> Alert:
+        def apply(record: AlertRecord, now: float) -> tuple[AlertRecord, Change] | None:
+            change = lifecycle.update(record.alert, data, now)
+            if change is None:
+                return None
+            due = record.escalation_due
+            if due is not None and change.alert.priority != record.alert.priority:
+                # A raised priority shortens the wait; a lowered one never extends a due time.
+                due = min(due, now + self.targets[change.alert.priority])
+            return AlertRecord(change.alert, record.created_ts, record.responded_ts, due), change
+
+        return await self._change(data.alert_id, actor, None, apply)
+
+    async def resolve(self, alert_id: str, actor: str, resolution: str | None) -> Alert:
+        def apply(record: AlertRecord, now: float) -> tuple[AlertRecord, Change]:
+            change = lifecycle.resolve(record.alert, actor, now)
+            responded = record.responded_ts if record.responded_ts is not None else now
+            return AlertRecord(change.alert, record.created_ts, responded, None), change
+
+        return await self._change(alert_id, actor, resolution, apply)
+
+    async def escalate_if_due(self, alert_id: str) -> Alert | None:
+        """Automatic escalation, as the system actor, once per period: only when the alert is
+        still active and its due time has come (checked inside the transaction)."""
+
+        async def operation(tx: Transaction) -> AlertRecord | None:
+            record = await tx.get(alert_id)
+            now = self.clock()
+            if record is None or record.alert.status != "active":
+                return None
+            if record.escalation_due is None or record.escalation_due > now:
+                return None
+            priority = record.alert.priority
+            change = lifecycle.escalate(record.alert, lifecycle.SYSTEM_ACTOR, now)
+            due = now + self.targets[priority]
+            escalated = AlertRecord(change.alert, record.created_ts, record.responded_ts, due)
+            reason = f"Not acknowledged within {self.targets[priority]:g} s ({priority})"
+            return self._stage(tx, escalated, change, lifecycle.SYSTEM_ACTOR, now, reason)
+
+        record = await self.store.transact(operation)
+        return None if record is None else self._committed(record)
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    async def _change(
+        self,
+        alert_id: str,
+        actor: str,
+        detail: str | None,
+        apply: Callable[[AlertRecord, float], tuple[AlertRecord, Change] | None],
+    ) -> Alert:
+        async def operation(tx: Transaction) -> AlertRecord:
+            record = await tx.get(alert_id)
+            if record is None:
+                raise not_found(alert_id)
+            now = self.clock()
+            result = apply(record, now)
+            if result is None:
+                return record  # an idempotent repeat: nothing to commit or publish
+            updated, change = result
+            return self._stage(tx, updated, change, actor, now, detail)
+
+        return self._committed(await self.store.transact(operation))
+
+    @staticmethod
+    def _stage(
+        tx: Transaction,
+        record: AlertRecord,
+        change: Change,
+        actor: str,
+        now: float,
+        detail: str | None,
+    ) -> AlertRecord:
+        event_type: AlertEventType = change.event_type
+        tx.stage(
+            StagedChange(record, event_type, actor, now, detail),
+            lambda seq: event_payload(seq, change, actor, now),
+        )
+        return record
+
+    def _committed(self, record: AlertRecord) -> Alert:
+        for watcher in self._watchers:
+            watcher(record)
+        return record.alert

@@ -1,0 +1,92 @@
+"""The healthcare services, assembled: store, subscriptions, alerts, metrics, escalation and
+retention. `server.main` opens one `Services` per process and hands it to the dispatcher;
+procedures reach it as `ctx.services`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rpc.connections import ConnectionRegistry
+from services.alerts import AlertService
+from services.config import DomainConfig
+from services.escalation import EscalationPolicy
+from services.metrics import MetricsService
+from services.store import AlertStore
+from services.store_sqlite import SqliteAlertStore
+from services.subscriptions import AlertSubscriptionService
+
+log = logging.getLogger("alertwire.services")
+
+
+class Services:
+    def __init__(
+        self,
+        store: AlertStore,
+        registry: ConnectionRegistry,
+        config: DomainConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.subscriptions = AlertSubscriptionService(store)
+        self.alerts = AlertService(store, config.targets, clock)
+        self.metrics = MetricsService(store, registry, config.targets, clock)
+        self.escalation = EscalationPolicy(self.alerts, store, clock)
+        store.on_commit = self.subscriptions.publish
+        self.subscriptions.on(self.metrics.alert_committed)
+        self._pruner: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        config: DomainConfig,
+        registry: ConnectionRegistry,
+        clock: Callable[[], float] = time.time,
+        background: bool = True,
+    ) -> Services:
+        """Open storage (migrating it) and rebuild the escalation schedule. `background`
+        starts the escalation and retention tasks (tests drive them by hand instead)."""
+        if config.database_path != ":memory:":
+            Path(config.database_path).parent.mkdir(parents=True, exist_ok=True)
+        store = SqliteAlertStore(config.database_path, config.synchronous)
+        await store.open()
+        services = cls(store, registry, config, clock)
+        if background:
+            await services.escalation.start()
+            services._pruner = asyncio.create_task(services._prune_forever(), name="retention")
+        else:
+            await services.escalation.load()
+        return services
+
+    async def prune(self) -> dict[str, int]:
+        """Apply retention now; returns {hospital: highest pruned event position}."""
+        marks = await self.store.prune(self.clock() - self.config.retention_s)
+        self.subscriptions.pruned(marks)
+        return marks
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                marks = await self.prune()
+                if marks:
+                    log.info("retention pruned the event log of %d hospital(s)", len(marks))
+            except Exception:
+                log.exception("retention pruning failed; will retry")
+            await asyncio.sleep(self.config.prune_interval_s)
+
+    async def health(self) -> dict[str, object]:
+        return {"storage": "ok" if await self.store.healthy() else "unavailable"}
+
+    async def close(self) -> None:
+        await self.escalation.stop()
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+        await self.store.close()

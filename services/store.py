@@ -1,0 +1,122 @@
+"""The alert store's seam: what the domain needs from storage, whatever holds it.
+
+`services/store_sqlite.py` is the embedded default (aiosqlite, WAL). Writes go through
+`transact`: an operation reads alerts and stages changes, and the store commits each change
+with its event in one transaction, then calls `on_commit` with the committed events in order,
+before the operation's caller resumes (commit, then publish).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from schemas.alerts import Alert, AlertEventType, AlertStatus, Priority
+
+T = TypeVar("T")
+
+EVENT_ID_DIGITS = 16
+
+
+def format_event_id(seq: int) -> str:
+    """Fixed width, so that ids compare as strings in the same order as numbers."""
+    return f"{seq:0{EVENT_ID_DIGITS}d}"
+
+
+def parse_event_id(value: str) -> int | None:
+    """The position an event id names, or None when it is not one of ours."""
+    if not value.isascii() or not value.isdigit() or len(value) > 19:
+        return None
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """An alert with the store's bookkeeping that is not part of the wire shape."""
+
+    alert: Alert
+    created_ts: float
+    responded_ts: float | None  # first acknowledgement (or resolution): response metrics
+    escalation_due: float | None  # when it escalates by itself; None unless active
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A committed event: `payload` is the AlertEvent exactly as it goes on the wire."""
+
+    seq: int
+    hospital_id: str
+    alert_id: str
+    payload: bytes
+
+    @property
+    def id(self) -> str:
+        return format_event_id(self.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class StagedChange:
+    record: AlertRecord
+    event_type: AlertEventType
+    actor_id: str
+    occurred_ts: float
+    detail: str | None  # note, reason or resolution: kept in the audit log
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStats:
+    due: int  # alerts whose response target has passed or that were answered
+    on_time: int
+    average_seconds: float | None
+
+
+class Transaction(Protocol):
+    async def get(self, alert_id: str) -> AlertRecord | None:
+        """The alert as this transaction sees it (its own staged changes included)."""
+
+    def stage(self, change: StagedChange, make_event: Callable[[int], bytes]) -> StoredEvent:
+        """Stage a change; `make_event(seq)` encodes its event once the position is known."""
+
+
+class AlertStore(Protocol):
+    on_commit: Callable[[Sequence[StoredEvent]], None]
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def transact(self, operation: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run `operation` in a write transaction; its staged changes commit together, or
+        none do (the exception propagates)."""
+
+    async def get(self, alert_id: str) -> AlertRecord | None: ...
+
+    async def list_alerts(
+        self, hospital_id: str, status: AlertStatus | None, limit: int, cursor: str | None
+    ) -> tuple[list[Alert], str | None]: ...
+
+    async def events_after(
+        self, hospital_id: str, after_seq: int, limit: int, alert_id: str | None = None
+    ) -> list[StoredEvent]: ...
+
+    async def newest_events(self, hospital_id: str, limit: int) -> list[StoredEvent]: ...
+
+    async def positions(self, hospital_id: str) -> tuple[int, int]:
+        """(newest event seq, highest pruned seq) of a hospital; 0 for none."""
+
+    async def open_counts(self, hospital_id: str) -> tuple[int, int]:
+        """(alerts not resolved, of those critical)."""
+
+    async def response_stats(
+        self, hospital_id: str, since: float, now: float, targets: dict[Priority, float]
+    ) -> ResponseStats: ...
+
+    async def escalations_due(self) -> list[tuple[str, float]]:
+        """(alert id, due time) of every alert that will escalate by itself."""
+
+    async def prune(self, before_ts: float) -> dict[str, int]:
+        """Remove events older than `before_ts`, never one newer than the oldest event of an
+        alert that is not resolved. Returns {hospital: highest pruned seq}."""
+
+    async def healthy(self) -> bool: ...

@@ -1,0 +1,427 @@
+"""The embedded alert store: SQLite through aiosqlite, WAL, migrations at start-up.
+
+Writes are group-committed: operations queue up, and one writer task runs every waiting
+operation in a single transaction, so a burst of mutations costs one commit, not one each.
+Staged rows are written with `executemany` at the end of the batch. Each alert row is upserted
+only if its stored version is the one the change started from, so a second writer on the same
+file can never cause a lost update: the batch fails and nothing of it is published.
+
+A reader connection serves queries (WAL lets it read while the writer commits). With an
+in-memory database both roles share one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from rpc.errors import ErrorCode, RpcError
+from schemas.alerts import Alert, AlertStatus, Priority
+from services.sqlite_schema import migrate
+from services.store import AlertRecord, ResponseStats, StagedChange, StoredEvent, Transaction
+
+log = logging.getLogger("alertwire.store")
+
+T = TypeVar("T")
+MAX_BATCH = 256
+CACHE_SIZE = 20_000
+
+UPSERT_ALERT = """
+INSERT INTO alerts (id, hospital_id, status, priority, created_ts, responded_ts,
+                    escalation_due, version, body)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(id) DO UPDATE SET
+    status = excluded.status, priority = excluded.priority,
+    responded_ts = excluded.responded_ts, escalation_due = excluded.escalation_due,
+    version = excluded.version, body = excluded.body
+WHERE alerts.version = excluded.version - 1
+"""
+INSERT_EVENT = """
+INSERT INTO events (seq, hospital_id, alert_id, type, actor_id, occurred_ts, detail, payload)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+# Alerts of the window that are due (answered, or past their target) and answered in time;
+# the target is the priority's, bound as parameters in the order critical, high, medium, low.
+RESPONSE_STATS = """
+SELECT
+    SUM(responded_ts IS NOT NULL OR created_ts + (CASE priority WHEN 'critical' THEN ?
+        WHEN 'high' THEN ? WHEN 'medium' THEN ? ELSE ? END) <= ?),
+    SUM(responded_ts IS NOT NULL AND responded_ts - created_ts <= (CASE priority
+        WHEN 'critical' THEN ? WHEN 'high' THEN ? WHEN 'medium' THEN ? ELSE ? END)),
+    AVG(responded_ts - created_ts)
+FROM alerts WHERE hospital_id = ? AND created_ts >= ?
+"""
+SELECT_ALERT = "SELECT body, created_ts, responded_ts, escalation_due FROM alerts WHERE id = ?"
+
+
+def _record(row: Any) -> AlertRecord:
+    return AlertRecord(Alert.model_validate_json(row[0]), row[1], row[2], row[3])
+
+
+@dataclass
+class _Pending:
+    operation: Callable[[Transaction], Awaitable[Any]]
+    future: asyncio.Future[Any]
+    changes: list[tuple[StagedChange, StoredEvent]] = field(default_factory=list)
+
+
+class _BatchTx:
+    """One operation's view of the batch: earlier operations' staged records are visible."""
+
+    def __init__(self, store: SqliteAlertStore, pending: _Pending) -> None:
+        self._store = store
+        self._pending = pending
+
+    async def get(self, alert_id: str) -> AlertRecord | None:
+        for change, _ in reversed(self._pending.changes):
+            if change.record.alert.id == alert_id:
+                return change.record
+        staged = self._store._staged.get(alert_id)
+        if staged is not None:
+            return staged
+        return await self._store._load(alert_id, self._store._db)
+
+    def stage(self, change: StagedChange, make_event: Callable[[int], bytes]) -> StoredEvent:
+        seq = self._store._next_seq
+        self._store._next_seq += 1
+        alert = change.record.alert
+        event = StoredEvent(seq, alert.hospital_id, alert.id, make_event(seq))
+        self._pending.changes.append((change, event))
+        return event
+
+
+class SqliteAlertStore:
+    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.on_commit: Callable[[Sequence[StoredEvent]], None] = lambda events: None
+        self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._next_seq = 1
+        self._staged: dict[str, AlertRecord] = {}
+        self._cache: OrderedDict[str, AlertRecord] = OrderedDict()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._db = await self._connect()
+        await migrate(self._db)
+        self._reader = self._db if self.path == ":memory:" else await self._connect()
+        async with self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events") as cur:
+            row = await cur.fetchone()
+        self._next_seq = int(row[0] if row else 0) + 1
+        self._writer = asyncio.create_task(self._write_forever(), name="alert-store-writer")
+
+    async def _connect(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute(f"PRAGMA synchronous={self.synchronous}")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(
+                    RpcError(ErrorCode.SERVICE_UNAVAILABLE, "The server is shutting down")
+                )
+        for db in {id(c): c for c in (self._reader, self._db) if c is not None}.values():
+            await db.close()
+        self._db = self._reader = None
+
+    async def healthy(self) -> bool:
+        try:
+            async with self._conn(read=True).execute("SELECT 1") as cur:
+                return await cur.fetchone() is not None
+        except Exception:
+            return False
+
+    def _conn(self, read: bool = False) -> aiosqlite.Connection:
+        db = self._reader if read else self._db
+        if db is None:
+            raise RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Storage is not open")
+        return db
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def transact(self, operation: Callable[[Transaction], Awaitable[T]]) -> T:
+        if self._writer is None:
+            raise RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Storage is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(operation, future))
+        return await future
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._run_batch(batch)
+            except asyncio.CancelledError:
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.cancel()
+                raise
+
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        db = self._conn()
+        first_seq = self._next_seq
+        results: list[tuple[_Pending, Any, BaseException | None]] = []
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            for pending in batch:
+                if pending.future.cancelled():
+                    continue
+                try:
+                    value = await pending.operation(_BatchTx(self, pending))
+                except Exception as exc:
+                    self._unstage(pending)
+                    results.append((pending, None, exc))
+                else:
+                    for change, _ in pending.changes:
+                        self._staged[change.record.alert.id] = change.record
+                    results.append((pending, value, None))
+            changes = [c for p, _, err in results if err is None for c in p.changes]
+            if changes:
+                await self._write(db, changes)
+            await db.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await db.execute("ROLLBACK")
+            self._next_seq = first_seq
+            self._staged.clear()
+            if not isinstance(exc, RpcError):
+                log.error("a write batch failed and was rolled back", exc_info=exc)
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        for record in self._staged.values():
+            self._remember(record)
+        self._staged.clear()
+        if changes:
+            self.on_commit([event for _, event in changes])
+        for pending, value, error in results:
+            if pending.future.done():
+                continue
+            if error is not None:
+                pending.future.set_exception(error)
+            else:
+                pending.future.set_result(value)
+
+    @staticmethod
+    def _unstage(pending: _Pending) -> None:
+        """A failed operation's staged changes are dropped. Positions it took stay unused:
+        event ids only need to increase, not to be dense."""
+        pending.changes.clear()
+
+    async def _write(
+        self, db: aiosqlite.Connection, changes: list[tuple[StagedChange, StoredEvent]]
+    ) -> None:
+        alert_rows = []
+        event_rows = []
+        for change, event in changes:
+            record = change.record
+            alert = record.alert
+            alert_rows.append(
+                (
+                    alert.id,
+                    alert.hospital_id,
+                    alert.status,
+                    alert.priority,
+                    record.created_ts,
+                    record.responded_ts,
+                    record.escalation_due,
+                    alert.version,
+                    alert.model_dump_json(by_alias=True),
+                )
+            )
+            event_rows.append(
+                (
+                    event.seq,
+                    event.hospital_id,
+                    event.alert_id,
+                    change.event_type,
+                    change.actor_id,
+                    change.occurred_ts,
+                    change.detail,
+                    event.payload,
+                )
+            )
+        cursor = await db.executemany(UPSERT_ALERT, alert_rows)
+        if cursor.rowcount != len(alert_rows):
+            raise RpcError(
+                ErrorCode.CONFLICT,
+                "The alert was changed by another writer at the same time; retry",
+            )
+        await db.executemany(INSERT_EVENT, event_rows)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def _remember(self, record: AlertRecord) -> None:
+        self._cache[record.alert.id] = record
+        self._cache.move_to_end(record.alert.id)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    async def _load(self, alert_id: str, db: aiosqlite.Connection | None) -> AlertRecord | None:
+        cached = self._cache.get(alert_id)
+        if cached is not None:
+            return cached
+        if db is None:
+            raise RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Storage is not open")
+        async with db.execute(SELECT_ALERT, (alert_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        record = _record(row)
+        self._remember(record)
+        return record
+
+    async def get(self, alert_id: str) -> AlertRecord | None:
+        return await self._load(alert_id, self._reader)
+
+    async def list_alerts(
+        self, hospital_id: str, status: AlertStatus | None, limit: int, cursor: str | None
+    ) -> tuple[list[Alert], str | None]:
+        query = "SELECT n, body FROM alerts WHERE hospital_id = ?"
+        args: list[Any] = [hospital_id]
+        if status is not None:
+            query += " AND status = ?"
+            args.append(status)
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise RpcError(
+                    ErrorCode.BAD_REQUEST,
+                    "Invalid cursor",
+                    {"fieldErrors": {"cursor": "not a cursor this server issued"}},
+                    jsonrpc_number=-32602,
+                )
+            query += " AND n < ?"
+            args.append(int(cursor))
+        query += " ORDER BY n DESC LIMIT ?"
+        args.append(limit + 1)
+        async with self._conn(read=True).execute(query, args) as cur:
+            rows = list(await cur.fetchall())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [Alert.model_validate_json(row[1]) for row in rows]
+        return items, (str(rows[-1][0]) if more and rows else None)
+
+    async def _events(self, query: str, args: Sequence[Any]) -> list[StoredEvent]:
+        async with self._conn(read=True).execute(query, args) as cur:
+            rows = await cur.fetchall()
+        return [StoredEvent(int(r[0]), r[1], r[2], bytes(r[3])) for r in rows]
+
+    async def events_after(
+        self, hospital_id: str, after_seq: int, limit: int, alert_id: str | None = None
+    ) -> list[StoredEvent]:
+        if alert_id is None:
+            return await self._events(
+                "SELECT seq, hospital_id, alert_id, payload FROM events "
+                "WHERE hospital_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (hospital_id, after_seq, limit),
+            )
+        return await self._events(
+            "SELECT seq, hospital_id, alert_id, payload FROM events "
+            "WHERE alert_id = ? AND hospital_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (alert_id, hospital_id, after_seq, limit),
+        )
+
+    async def newest_events(self, hospital_id: str, limit: int) -> list[StoredEvent]:
+        events = await self._events(
+            "SELECT seq, hospital_id, alert_id, payload FROM events "
+            "WHERE hospital_id = ? ORDER BY seq DESC LIMIT ?",
+            (hospital_id, limit),
+        )
+        events.reverse()
+        return events
+
+    async def _scalar(self, query: str, args: Sequence[Any]) -> Any:
+        async with self._conn(read=True).execute(query, args) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def positions(self, hospital_id: str) -> tuple[int, int]:
+        newest = await self._scalar(
+            "SELECT MAX(seq) FROM events WHERE hospital_id = ?", (hospital_id,)
+        )
+        pruned = await self._scalar(
+            "SELECT pruned_through FROM prune_marks WHERE hospital_id = ?", (hospital_id,)
+        )
+        return int(newest or 0), int(pruned or 0)
+
+    async def open_counts(self, hospital_id: str) -> tuple[int, int]:
+        async with self._conn(read=True).execute(
+            "SELECT COUNT(*), COALESCE(SUM(priority = 'critical'), 0) FROM alerts "
+            "WHERE hospital_id = ? AND status != 'resolved'",
+            (hospital_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def response_stats(
+        self, hospital_id: str, since: float, now: float, targets: dict[Priority, float]
+    ) -> ResponseStats:
+        query = RESPONSE_STATS
+        order = [targets["critical"], targets["high"], targets["medium"], targets["low"]]
+        args = [*order, now, *order, hospital_id, since]
+        async with self._conn(read=True).execute(query, args) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return ResponseStats(0, 0, None)
+        return ResponseStats(int(row[0] or 0), int(row[1] or 0), row[2])
+
+    async def escalations_due(self) -> list[tuple[str, float]]:
+        async with self._conn(read=True).execute(
+            "SELECT id, escalation_due FROM alerts WHERE escalation_due IS NOT NULL"
+        ) as cur:
+            return [(str(r[0]), float(r[1])) for r in await cur.fetchall()]
+
+    async def prune(self, before_ts: float) -> dict[str, int]:
+        async def operation(tx: Transaction) -> dict[str, int]:
+            return await prune_events(self._conn(), before_ts)
+
+        return await self.transact(operation)
+
+
+async def prune_events(db: aiosqlite.Connection, before_ts: float) -> dict[str, int]:
+    """Inside the writer's transaction: per hospital, delete what retention allows and record
+    the highest pruned position (a resume from at or below it gets `stream.reset`)."""
+    async with db.execute(
+        "SELECT e.hospital_id, MAX(e.seq) FROM events e WHERE e.occurred_ts < ? "
+        "AND e.seq < COALESCE((SELECT MIN(f.seq) FROM events f JOIN alerts a ON a.id = f.alert_id "
+        "WHERE a.status != 'resolved' AND f.hospital_id = e.hospital_id), 1 << 62) "
+        "GROUP BY e.hospital_id",
+        (before_ts,),
+    ) as cur:
+        marks = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+    for hospital_id, through in marks.items():
+        await db.execute(
+            "DELETE FROM events WHERE hospital_id = ? AND seq <= ? AND occurred_ts < ?",
+            (hospital_id, through, before_ts),
+        )
+        await db.execute(
+            "INSERT INTO prune_marks (hospital_id, pruned_through) VALUES (?, ?) "
+            "ON CONFLICT(hospital_id) DO UPDATE SET "
+            "pruned_through = MAX(pruned_through, excluded.pruned_through)",
+            (hospital_id, through),
+        )
+    return marks
