@@ -20,7 +20,6 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -32,9 +31,11 @@ from rpc.connections import ConnectionRegistry
 from rpc.dispatch import Dispatcher
 from rpc.router import Router
 from rpc.transport_aiohttp import ServerState, create_app
+from schemas.alerts import CreateAlertInput
 from server import config as server_config
 from server import logs
 from server import main as server_main
+from services.container import Services
 
 Publish = Callable[[int], Awaitable[None]]
 
@@ -72,15 +73,14 @@ HOSPITAL = ["h-bench"]
 
 def domain_publisher(running: server_main.Running, hospital: str) -> Publish:
     """Create and commit an alert through the domain service, as the mutation does, without
-    the RPC call path. The services container decides how; see services/."""
-    services: Any = running.services
-    if services is None:
-        raise SystemExit("--mode service needs the healthcare services (services/container.py)")
-    alerts = getattr(services, "alerts", None)
-    create = getattr(alerts, "create_alert", None) or getattr(alerts, "create", None)
-    if create is None:
-        raise SystemExit("--mode service: no alerts.create_alert on the services container")
-    raise SystemExit("--mode service: the domain service API is not wired in yet")
+    the RPC call path (no frame parsing, dispatch, validation of the request or reply)."""
+    services: Services = running.services
+
+    async def publish(seq: int) -> None:
+        data = CreateAlertInput.model_validate(alert_input(hospital, seq))
+        await services.alerts.create(data, "bench-publisher")
+
+    return publish
 
 
 async def serve(args: argparse.Namespace) -> None:

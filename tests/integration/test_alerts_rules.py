@@ -1,0 +1,192 @@
+"""The lifecycle's rules over the wire: strict inputs, CONFLICT with the current status, and
+20 clinicians racing on the same alerts leaving a store and a log that agree."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from services.store import format_event_id
+from tests.integration.harness import SECRET, RpcClient, running_server, token
+from tests.integration.server import ROOT, start_server
+from tests.integration.test_alerts_wire import alert_input
+
+INVALID_CREATE = [
+    ({"extra": 1}, "extra"),
+    ({"priority": "urgent"}, "priority"),
+    ({"priority": 3}, "priority"),
+    ({"title": ""}, "title"),
+    ({"title": "x" * 201}, "title"),
+    ({"type": ""}, "type"),
+    ({"type": "has spaces"}, "type"),
+    ({"hospitalId": 7}, "hospitalId"),
+    ({"message": None, "location": ["a"]}, "location"),
+    ({"patientId": "p" * 129}, "patientId"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), INVALID_CREATE)
+async def test_invalid_create_inputs_are_invalid_params_naming_the_field(
+    tmp_path: Path, change: dict[str, Any], field: str
+) -> None:
+    async with running_server(tmp_path) as running, aiohttp.ClientSession() as http:
+        device = await RpcClient.connect(http, running, token("device-1", "service", ["h1"]))
+        reply = await device.raw("healthcare.createAlert", {**alert_input(), **change})
+        error = reply["error"]
+        assert error["code"] == -32602
+        assert error["data"]["code"] == "BAD_REQUEST"
+        assert field in error["data"]["fieldErrors"]
+        # nothing was created, and the connection still works
+        page = await device.call("healthcare.listAlerts", {"hospitalId": "h1"})
+        assert page["items"] == []
+        await device.close()
+
+
+async def test_missing_fields_and_bad_queries(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as running, aiohttp.ClientSession() as http:
+        nurse = await RpcClient.connect(http, running, token("nurse-1", "nurse", ["h1"]))
+        for method, params, field in [
+            ("healthcare.createAlert", {"hospitalId": "h1"}, "title"),
+            ("healthcare.acknowledgeAlert", {}, "alertId"),
+            ("healthcare.listAlerts", {"hospitalId": "h1", "limit": 0}, "limit"),
+            ("healthcare.listAlerts", {"hospitalId": "h1", "status": "open"}, "status"),
+            ("healthcare.listAlerts", {"hospitalId": "h1", "cursor": "zz"}, "cursor"),
+            ("healthcare.getAlertEvents", {"hospitalId": "h1", "limit": 5000}, "limit"),
+            ("healthcare.subscribeToMetrics", {"hospitalId": "h1", "intervalMs": 10}, "intervalMs"),
+        ]:
+            reply = await nurse.raw(method, params)
+            assert reply["error"]["code"] == -32602, (method, reply)
+            assert field in reply["error"]["data"]["fieldErrors"], (method, reply)
+        missing = await nurse.raw("healthcare.getAlert", {"alertId": "al_nope"})
+        assert missing["error"]["code"] == -32004
+        assert missing["error"]["data"]["httpStatus"] == 404
+        await nurse.close()
+
+
+async def test_conflicts_carry_the_current_status(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as running, aiohttp.ClientSession() as http:
+        device = await RpcClient.connect(http, running, token("device-1", "service", ["h1"]))
+        first = await RpcClient.connect(http, running, token("nurse-1", "nurse", ["h1"]))
+        second = await RpcClient.connect(http, running, token("nurse-2", "nurse", ["h1"]))
+        alert = await device.call("healthcare.createAlert", alert_input())
+        acked = await first.call("healthcare.acknowledgeAlert", {"alertId": alert["id"]})
+        again = await first.call("healthcare.acknowledgeAlert", {"alertId": alert["id"]})
+        assert again == acked  # the same clinician: unchanged
+        taken = await second.raw("healthcare.acknowledgeAlert", {"alertId": alert["id"]})
+        assert taken["error"]["code"] == -32009
+        assert taken["error"]["data"]["status"] == "acknowledged"
+        await first.call("healthcare.resolveAlert", {"alertId": alert["id"]})
+        for method in ("acknowledgeAlert", "escalateAlert", "resolveAlert"):
+            reply = await second.raw(f"healthcare.{method}", {"alertId": alert["id"]})
+            assert reply["error"]["data"]["code"] == "CONFLICT"
+            assert reply["error"]["data"]["httpStatus"] == 409
+            assert reply["error"]["data"]["status"] == "resolved"
+        update = await device.raw("healthcare.updateAlert", {"alertId": alert["id"], "title": "x"})
+        assert update["error"]["data"]["status"] == "resolved"
+        for client in (device, first, second):
+            await client.close()
+
+
+async def test_twenty_clinicians_racing_leave_a_consistent_store_and_log(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as running, aiohttp.ClientSession() as http:
+        device = await RpcClient.connect(http, running, token("device-1", "service", ["h1"]))
+        alerts = [
+            await device.call("healthcare.createAlert", alert_input(title=f"bed {n}"))
+            for n in range(5)
+        ]
+        roles = ["nurse", "physician", "charge_nurse", "admin"]
+        staff = [
+            await RpcClient.connect(http, running, token(f"staff-{n}", roles[n % 4], ["h1"]))
+            for n in range(20)
+        ]
+
+        async def work(client: RpcClient) -> list[dict[str, Any]]:
+            replies = []
+            for alert in alerts:
+                for method in ("acknowledgeAlert", "escalateAlert", "acknowledgeAlert"):
+                    replies.append(
+                        await client.raw(f"healthcare.{method}", {"alertId": alert["id"]})
+                    )
+            return replies
+
+        results = await asyncio.gather(*(work(c) for c in staff))
+        replies = [r for rs in results for r in rs]
+        errors = [r["error"] for r in replies if "error" in r]
+        assert {e["data"]["code"] for e in errors} <= {"CONFLICT"}
+        escalations = sum(
+            1 for r in replies if "result" in r and r["result"]["escalationLevel"] > 0
+        )
+        assert escalations > 0
+
+        page = await device.call(
+            "healthcare.getAlertEvents",
+            {"hospitalId": "h1", "lastEventId": format_event_id(0), "limit": 1000},
+        )
+        events = page["events"]
+        assert len(events) < 1000
+        by_alert: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for event in events:
+            by_alert[event["alertId"]].append(event)
+        for alert in alerts:
+            history = by_alert[alert["id"]]
+            versions = [e["alert"]["version"] for e in history]
+            assert versions == list(range(1, len(history) + 1))  # no lost or skipped update
+            final = await device.call("healthcare.getAlert", {"alertId": alert["id"]})
+            assert history[-1]["alert"] == final  # replaying the log gives the final state
+            escalated = [e for e in history if e["type"] == "alert.escalated"]
+            assert final["escalationLevel"] == len(escalated)
+            for before, after in itertools.pairwise(history):
+                if after["type"] == "alert.acknowledged":
+                    assert before["alert"]["status"] == "active"
+        assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+        for client in (device, *staff):
+            await client.close()
+
+
+async def test_the_smoke_script_passes_against_a_fresh_server(tmp_path: Path) -> None:
+    server = await start_server(tmp_path)  # development mode: the script mints its own token
+    try:
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "JWT_SECRET"},
+            "ALERTWIRE_URL": server.ws_url,
+            "TEST_HOSPITAL_ID": "ward-7",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "scripts" / "test_websocket_alerts.py"),
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        text = out.decode()
+        assert proc.returncode == 0, text + err.decode()
+        assert "PASS" in text
+        for step in ("createAlert", "acknowledgeAlert", "resolveAlert", "alert.resolved"):
+            assert step in text
+    finally:
+        await server.stop()
+
+
+async def test_the_smoke_script_fails_loudly_without_a_server(tmp_path: Path) -> None:
+    env = {**os.environ, "ALERTWIRE_URL": "ws://127.0.0.1:9/api/trpc", "JWT_SECRET": SECRET}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "scripts" / "test_websocket_alerts.py"),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert b"FAIL" in err
