@@ -106,9 +106,7 @@ async def list_alerts(ctx: Context, input: ListAlertsInput) -> AlertPage:
     items, cursor = await svc.store.list_alerts(
         input.hospital_id, input.status, input.limit, input.cursor
     )
-    return AlertPage(
-        items=items, next_cursor=cursor, last_event_id=format_event_id(newest) if newest else None
-    )
+    return AlertPage(items=items, next_cursor=cursor, last_event_id=format_event_id(newest))
 
 
 @router.query()

@@ -173,12 +173,12 @@ class ListAlertsInput(InputModel):
 
 
 class AlertPage(WireModel):
-    """`lastEventId` is the hospital's newest event when the page was read: subscribe from it
-    to continue from exactly this snapshot."""
+    """`lastEventId` is the hospital's newest event position when the page was read (all
+    zeros before the first event): subscribe from it to continue from exactly this snapshot."""
 
     items: list[Alert]
     next_cursor: str | None
-    last_event_id: str | None
+    last_event_id: str
 
 
 class GetMetricsInput(InputModel):
@@ -197,7 +197,7 @@ class AlertEventPage(WireModel):
     """`lastEventId`: where the next call continues from."""
 
     events: list[AlertStreamEvent]
-    last_event_id: str | None
+    last_event_id: str
 
 
 class SubscribeToAlertsInput(InputModel):

@@ -163,7 +163,7 @@ class AlertSubscriptionService:
         topic = await self.topic(hospital_id)
         if last_event_id is None:
             events = await self.store.newest_events(hospital_id, limit)
-            return _page(events, format_event_id(topic.newest) if topic.newest else None)
+            return _page(events, format_event_id(topic.newest))
         after, reason = self.check_position(topic, last_event_id)
         if after is None:
             newest, payload = self.reset_event(topic, reason)
@@ -180,7 +180,7 @@ class AlertSubscriptionService:
         return AlertStream(self, topic, alert_id, last_event_id)
 
 
-def _page(events: list[StoredEvent], last_event_id: str | None) -> AlertEventPage:
+def _page(events: list[StoredEvent], last_event_id: str) -> AlertEventPage:
     return AlertEventPage(
         events=[AlertEvent.model_validate_json(e.payload) for e in events],
         last_event_id=last_event_id,

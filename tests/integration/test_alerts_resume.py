@@ -172,7 +172,15 @@ async def test_a_list_alerts_snapshot_then_subscribe_from_its_position(tmp_path:
         device = await RpcClient.connect(http, running, token("device-1", "service", ["h1"]))
         nurse = await RpcClient.connect(http, running, token("nurse-1", "nurse", ["h1"]))
         empty = await nurse.call("healthcare.listAlerts", {"hospitalId": "h1"})
-        assert empty == {"items": [], "nextCursor": None, "lastEventId": None}
+        assert empty == {"items": [], "nextCursor": None, "lastEventId": format_event_id(0)}
+        # a subscriber from the empty snapshot's position misses nothing raised in between
+        early = await device.call("healthcare.createAlert", alert_input(title="early"))
+        first_sid = await nurse.subscribe(
+            "healthcare.subscribeToAlerts",
+            {"hospitalId": "h1", "lastEventId": empty["lastEventId"]},
+        )
+        assert (await nurse.next_event(first_sid))["data"]["alertId"] == early["id"]
+        assert await nurse.call("subscription.stop", {"subscription": first_sid}) is True
         made = await raise_alerts(device, 5)
         snapshot = await nurse.call("healthcare.listAlerts", {"hospitalId": "h1", "limit": 3})
         assert [a["id"] for a in snapshot["items"]] == [a["id"] for a in reversed(made)][:3]
@@ -180,7 +188,7 @@ async def test_a_list_alerts_snapshot_then_subscribe_from_its_position(tmp_path:
             "healthcare.listAlerts",
             {"hospitalId": "h1", "limit": 3, "cursor": snapshot["nextCursor"]},
         )
-        assert [a["id"] for a in rest["items"]] == [made[1]["id"], made[0]["id"]]
+        assert [a["id"] for a in rest["items"]] == [made[1]["id"], made[0]["id"], early["id"]]
         assert rest["nextCursor"] is None
         after = await device.call("healthcare.createAlert", alert_input(title="after"))
         sid = await nurse.subscribe(

@@ -62,17 +62,17 @@ export interface AlertEvent {
 /** `lastEventId`: where the next call continues from. */
 export interface AlertEventPage {
   events: (AlertEvent | StreamReset)[];
-  lastEventId: string | null;
+  lastEventId: string;
 }
 
 /**
- * `lastEventId` is the hospital's newest event when the page was read: subscribe from it
- * to continue from exactly this snapshot.
+ * `lastEventId` is the hospital's newest event position when the page was read (all
+ * zeros before the first event): subscribe from it to continue from exactly this snapshot.
  */
 export interface AlertPage {
   items: Alert[];
   nextCursor: string | null;
-  lastEventId: string | null;
+  lastEventId: string;
 }
 
 /** Raise an alert (a device, an integration, or a clinician). */
