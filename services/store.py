@@ -9,7 +9,7 @@ before the operation's caller resumes (commit, then publish).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from schemas.alerts import Alert, AlertEventType, AlertStatus, Priority
@@ -49,10 +49,10 @@ class StoredEvent:
     hospital_id: str
     alert_id: str
     payload: bytes
+    id: str = field(init=False)  # the wire id, formatted once and shared by every subscriber
 
-    @property
-    def id(self) -> str:
-        return format_event_id(self.seq)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", format_event_id(self.seq))
 
 
 @dataclass(frozen=True, slots=True)
