@@ -28,6 +28,30 @@ PROCEDURE_TYPES = {
 
 Tree = dict[str, "Tree | ProcedureSchema"]
 
+# tRPC's `inferRouterOutputs` gives a subscription's whole `AsyncIterable`; `RouterOutputs` gives
+# one event as `onData` and `for await` receive it (`{ id, data }` when tracked), so that
+# `RouterOutputs['a']['subscribeToB']` is usable as an event type. Other procedures: as tRPC.
+ROUTER_OUTPUTS = [
+    "/**",
+    " * Procedure outputs by path, as the client receives them. For a subscription: one event",
+    " * (what `onData` gets; `{ id, data }` when tracked), not tRPC's `AsyncIterable` of them.",
+    " */",
+    "export type RouterOutputs = Outputs<AppRouter['_def']['record'], "
+    "inferRouterOutputs<AppRouter>>;",
+    "",
+    "type Outputs<TRecord, TOutputs> = {",
+    f"{INDENT}[K in keyof TOutputs]: K extends keyof TRecord",
+    f"{INDENT * 2}? TRecord[K] extends AnyTRPCSubscriptionProcedure",
+    f"{INDENT * 3}? TOutputs[K] extends AsyncIterable<infer TEvent, any, any>",
+    f"{INDENT * 4}? TEvent",
+    f"{INDENT * 4}: never",
+    f"{INDENT * 3}: TRecord[K] extends AnyTRPCProcedure",
+    f"{INDENT * 4}? TOutputs[K]",
+    f"{INDENT * 4}: Outputs<TRecord[K], TOutputs[K]>",
+    f"{INDENT * 2}: never;",
+    "};",
+]
+
 
 def render_all(api: Api) -> dict[str, str]:
     """File name -> contents."""
@@ -68,6 +92,8 @@ def render_router(api: Api) -> str:
     used = sorted({PROCEDURE_TYPES[p.kind] for p in api.procedures})
     trpc_types = sorted(
         [
+            "AnyTRPCProcedure",
+            "AnyTRPCSubscriptionProcedure",
             "TRPCBuiltRouter",
             "TRPCDefaultErrorShape",
             "inferRouterInputs",
@@ -104,8 +130,7 @@ def render_router(api: Api) -> str:
         "/** Procedure inputs by path, e.g. `RouterInputs['system']['whoami']`. */",
         "export type RouterInputs = inferRouterInputs<AppRouter>;",
         "",
-        "/** Procedure outputs by path (subscriptions: one event as the client receives it). */",
-        "export type RouterOutputs = inferRouterOutputs<AppRouter>;",
+        *ROUTER_OUTPUTS,
     ]
     return "\n".join(lines) + "\n"
 

@@ -39,17 +39,26 @@ class AuthConfig:
             raise ValueError(f"unsupported JWT algorithms: {sorted(unknown)}")
 
 
-def unauthorized(message: str) -> RpcError:
-    return RpcError(ErrorCode.UNAUTHORIZED, message)
+class TokenError(RpcError):
+    """A refused token: UNAUTHORIZED for the client, plus a reason from a small fixed set
+    (rpc.metrics.AUTH_FAILURE_REASONS) for the metrics. Neither carries the token."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(ErrorCode.UNAUTHORIZED, message)
+        self.reason = reason
+
+
+def unauthorized(message: str, reason: str) -> TokenError:
+    return TokenError(message, reason)
 
 
 def verify_token(token: str, config: AuthConfig) -> Principal:
-    """Verify a token and read its claims. Raises UNAUTHORIZED with a message that names
-    what is wrong and never echoes the token."""
+    """Verify a token and read its claims. Raises TokenError (UNAUTHORIZED) with a message
+    that names what is wrong and never echoes the token."""
     if not isinstance(token, str) or not token:
-        raise unauthorized("Missing token")
+        raise unauthorized("Missing token", "missing")
     if len(token) > MAX_TOKEN_BYTES:
-        raise unauthorized("Token too large")
+        raise unauthorized("Token too large", "too_large")
     try:
         claims = jwt.decode(
             token,
@@ -61,21 +70,23 @@ def verify_token(token: str, config: AuthConfig) -> Principal:
             options={"require": ["exp", "sub"]},
         )
     except jwt.ExpiredSignatureError:
-        raise unauthorized("Token expired") from None
+        raise unauthorized("Token expired", "expired") from None
     except jwt.ImmatureSignatureError:
-        raise unauthorized("Token not yet valid") from None
+        raise unauthorized("Token not yet valid", "not_yet_valid") from None
     except jwt.InvalidIssuerError:
-        raise unauthorized("Token issuer not accepted") from None
+        raise unauthorized("Token issuer not accepted", "issuer") from None
     except jwt.InvalidAudienceError:
-        raise unauthorized("Token audience not accepted") from None
+        raise unauthorized("Token audience not accepted", "audience") from None
     except jwt.MissingRequiredClaimError as exc:
-        raise unauthorized(f"Token lacks the required claim '{exc.claim}'") from None
+        raise unauthorized(
+            f"Token lacks the required claim '{exc.claim}'", "missing_claim"
+        ) from None
     except jwt.InvalidAlgorithmError:
-        raise unauthorized("Token algorithm not accepted") from None
+        raise unauthorized("Token algorithm not accepted", "algorithm") from None
     except jwt.InvalidSignatureError:
-        raise unauthorized("Token signature invalid") from None
+        raise unauthorized("Token signature invalid", "signature") from None
     except jwt.PyJWTError:
-        raise unauthorized("Token malformed") from None
+        raise unauthorized("Token malformed", "malformed") from None
     return principal_from_claims(claims)
 
 
@@ -86,15 +97,15 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     exp = claims.get("exp")
     name = claims.get("name")
     if not isinstance(sub, str) or not sub or len(sub) > 256:
-        raise unauthorized("Token claim 'sub' must be a non-empty string")
+        raise unauthorized("Token claim 'sub' must be a non-empty string", "bad_claim")
     if role not in ROLES:
-        raise unauthorized("Token claim 'role' is missing or not a known role")
+        raise unauthorized("Token claim 'role' is missing or not a known role", "bad_claim")
     if not isinstance(hospitals, list) or not all(
         isinstance(h, str) and 0 < len(h) <= 64 for h in hospitals
     ):
-        raise unauthorized("Token claim 'hospitals' must be a list of hospital ids")
+        raise unauthorized("Token claim 'hospitals' must be a list of hospital ids", "bad_claim")
     if not isinstance(exp, int | float) or isinstance(exp, bool):
-        raise unauthorized("Token claim 'exp' must be a number")
+        raise unauthorized("Token claim 'exp' must be a number", "bad_claim")
     if name is not None and not isinstance(name, str):
         name = None
     return Principal(

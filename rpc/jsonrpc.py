@@ -25,6 +25,7 @@ from rpc.errors import (
     to_rpc_error,
 )
 from rpc.identity import identity_of
+from rpc.limits import id_too_long
 from rpc.openrpc import discover
 from rpc.router import Kind, Procedure, field_errors
 from schemas.system import AuthenticateInput
@@ -103,19 +104,15 @@ async def _handle_batch(session: Session, batch: list[Any]) -> None:
     if not batch:
         session.transport.send(failure(None, invalid_request()))
         return
-    limit = session.limits.max_batch
+    # The session refused batches over Limits.max_batch before they got here.
     replies: list[bytes] = []
     pending: list[Subscription] = []
-    for element in batch[:limit]:
+    for element in batch:
         reply, sub = await _handle_one(session, element, in_batch=True)
         if reply is not None:
             replies.append(reply)
         if sub is not None:
             pending.append(sub)
-    for element in batch[limit:]:
-        replies.append(
-            failure(_usable_id(element), RpcError(ErrorCode.BAD_REQUEST, "Batch too large"))
-        )
     if replies:  # a batch of only notifications gets nothing back
         session.transport.send(b"[" + b",".join(replies) + b"]")
     for sub in pending:  # events only after the reply that announces them
@@ -134,6 +131,12 @@ async def _handle_one(
     except Exception:
         return failure(_usable_id(message), invalid_request()), None
     request = create_request(message)
+    if id_too_long(request.id, session.limits):
+        session.metrics.bad_frames.inc("bad_id")
+        limit = session.limits.max_id_chars
+        return failure(
+            None, invalid_request(f"Request id too long (at most {limit} characters)")
+        ), None
     notification = request.id is NOID
     request_id = None if notification else request.id
     known = (
@@ -203,6 +206,10 @@ async def _dispatch(
 
 
 def _authenticate(session: Session, params: Any) -> bytes:
+    token = params.get("token") if isinstance(params, dict) else None
+    if params is None or (isinstance(params, dict) and token in (None, "")):
+        # No credentials is an authentication failure, as on every other path.
+        session.authenticate(None)
     try:
         checked = AuthenticateInput.model_validate(params if params is not None else {})
     except ValidationError as exc:

@@ -1,4 +1,8 @@
-"""Per-connection and server-wide limits, read from the environment once (CONTRACT 1)."""
+"""Per-connection and server-wide limits, read from the environment once (CONTRACT 1).
+
+Every limit has a clear error for the client and a counter in rpc.metrics; README's
+Configuration table lists the environment variables.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ class Limits:
     max_connections: int = 10_000
     max_message_bytes: int = 1_048_576
     max_json_depth: int = 32
-    max_batch: int = 100
+    max_batch: int = 100  # elements of one batch; a longer batch is refused whole
+    max_id_chars: int = 256  # request ids are echoed in every reply and event frame
     send_queue_frames: int = 4096  # frames queued for a socket before it counts as stuck
     send_queue_bytes: int = 8 * 1_048_576
     auth_timeout_s: float = 10.0
@@ -28,13 +33,28 @@ class Limits:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
         env = os.environ if env is None else env
 
-        def num(name: str, default: int) -> int:
+        def num(name: str, default: int, positive: bool = False) -> int:
             raw = env.get(name)
             if raw is None or raw.strip() == "":
                 return default
-            value = int(raw)
-            if value < 0:
-                raise ValueError(f"{name} must not be negative")
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a whole number") from None
+            if value < 0 or (positive and value == 0):
+                raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}")
+            return value
+
+        def seconds(name: str, default: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a number of seconds") from None
+            if not 0 < value < 3600:
+                raise ValueError(f"{name} must be between 0 and 3600 seconds")
             return value
 
         base = cls()
@@ -47,6 +67,11 @@ class Limits:
             max_connections=num("MAX_CONNECTIONS", base.max_connections),
             max_message_bytes=num("MAX_MESSAGE_BYTES", base.max_message_bytes)
             or base.max_message_bytes,
+            max_json_depth=num("MAX_JSON_DEPTH", base.max_json_depth, positive=True),
+            max_batch=num("MAX_BATCH_SIZE", base.max_batch, positive=True),
+            send_queue_frames=num("SEND_QUEUE_FRAMES", base.send_queue_frames, positive=True),
+            send_queue_bytes=num("SEND_QUEUE_BYTES", base.send_queue_bytes, positive=True),
+            auth_timeout_s=seconds("AUTH_TIMEOUT_SECONDS", base.auth_timeout_s),
         )
 
 
@@ -89,6 +114,11 @@ def rate_limiter(limits: Limits) -> TokenBucket | Unlimited:
     if limits.rate_per_10s <= 0:
         return Unlimited()
     return TokenBucket(limits.rate_per_10s, 10.0, limits.burst)
+
+
+def id_too_long(value: object, limits: Limits) -> bool:
+    """A string request id longer than the server will echo in every reply and event."""
+    return isinstance(value, str) and len(value) > limits.max_id_chars
 
 
 def json_depth_ok(value: object, max_depth: int) -> bool:

@@ -20,12 +20,13 @@ from typing import Any, Protocol
 import orjson
 
 from rpc import jsonrpc, trpc
-from rpc.auth import AuthConfig, verify_token
+from rpc.auth import AuthConfig, TokenError, verify_token
 from rpc.connections import ConnectionRegistry
 from rpc.context import Context, Principal
 from rpc.dispatch import Dispatcher
 from rpc.errors import ErrorCode, RpcError, parse_error
 from rpc.limits import Limits, TokenBucket, Unlimited, json_depth_ok, rate_limiter
+from rpc.metrics import Metrics
 from rpc.router import Kind
 from rpc.subscription import Envelope, Subscription
 
@@ -62,6 +63,7 @@ class Session:
         auth_error: RpcError | None = None,
         on_subscription_end: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.transport = transport
@@ -71,6 +73,8 @@ class Session:
         self.http = http
         self.transport_name = transport_name
         self.clock = clock
+        # The transport passes the server's; a session built on its own counts privately.
+        self.metrics = metrics if metrics is not None else Metrics()
         self.id = f"c{next(_ids)}"
         self.principal: Principal | None = None
         self.subscriptions: dict[tuple[str, Any], Subscription] = {}
@@ -103,6 +107,7 @@ class Session:
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
+            self.metrics.bad_frames.inc("parse")
             self.send_connection_error(parse_error("Invalid JSON"))
             return
         try:
@@ -114,23 +119,41 @@ class Session:
             )
 
     def receive_binary(self) -> None:
+        self.metrics.bad_frames.inc("binary")
         self.send_connection_error(
             RpcError(ErrorCode.BAD_REQUEST, "Binary frames are not supported; send text")
         )
 
     async def _route(self, message: Any) -> None:
         if not json_depth_ok(message, self.limits.max_json_depth):
-            self.send_connection_error(RpcError(ErrorCode.BAD_REQUEST, "JSON nested too deeply"))
+            self.metrics.bad_frames.inc("too_deep")
+            limit = self.limits.max_json_depth
+            self.send_connection_error(
+                RpcError(ErrorCode.BAD_REQUEST, f"JSON nested too deeply (at most {limit} levels)")
+            )
             return
-        if isinstance(message, list) and message and all(map(trpc.is_trpc_message, message)):
-            if self.http:
-                await jsonrpc.handle(self, message)
-                return
+        trpc_batch = (
+            isinstance(message, list) and bool(message) and all(map(trpc.is_trpc_message, message))
+        )
+        if isinstance(message, list) and len(message) > self.limits.max_batch:
+            # None of it runs. A JSON-RPC batch gets one error (id null); a tRPC array gets an
+            # error per request, as the official server does with maxBatchSize, because the
+            # tRPC client would otherwise wait for those requests forever. Either reply is
+            # bounded by the frame size limit.
+            self.metrics.bad_frames.inc("batch_too_large")
+            error = RpcError(
+                ErrorCode.BAD_REQUEST, f"Batch too large (at most {self.limits.max_batch} requests)"
+            )
+            if trpc_batch and not self.http:
+                self.used_trpc = True
+                trpc.reject_all(self, message, error)
+            else:
+                self.send_connection_error(error)
+            return
+        if trpc_batch and not self.http:
             self.used_trpc = True
-            for element in message[: self.limits.max_batch]:
+            for element in message:
                 await trpc.handle(self, element)
-            for element in message[self.limits.max_batch :]:
-                trpc.reject(self, element, RpcError(ErrorCode.BAD_REQUEST, "Batch too large"))
             return
         if trpc.is_trpc_message(message) and not self.http:
             self.used_trpc = True
@@ -161,6 +184,7 @@ class Session:
 
     def take_rate_token(self) -> None:
         if not self._rate.take():
+            self.metrics.rate_limited.inc(self.transport_name)
             raise RpcError(
                 ErrorCode.TOO_MANY_REQUESTS,
                 f"Rate limit exceeded ({self.limits.rate_per_10s} requests per 10 s)",
@@ -179,6 +203,7 @@ class Session:
             raise RpcError(ErrorCode.BAD_REQUEST, f"Duplicate id {key[1]}")
         cap = self.limits.max_subscriptions_per_connection
         if cap and len(self.subscriptions) >= cap:
+            self.metrics.subscriptions_refused.inc()
             raise RpcError(
                 ErrorCode.TOO_MANY_REQUESTS,
                 f"Too many subscriptions on this connection (limit {cap})",
@@ -211,11 +236,17 @@ class Session:
     # --- identity ----------------------------------------------------------------------------
 
     def authenticate(self, token: Any) -> Principal:
-        if self.auth is None:
-            raise RpcError(ErrorCode.UNAUTHORIZED, "Authentication is not configured")
-        if not isinstance(token, str):
-            raise RpcError(ErrorCode.UNAUTHORIZED, "Missing token")
-        principal = verify_token(token, self.auth)
+        """Verify a token presented on this connection (connectionParams, auth.authenticate)
+        and make it the connection's identity. Raises RpcError; the connection stays open."""
+        try:
+            if self.auth is None:
+                raise TokenError("Authentication is not configured", "not_configured")
+            if not isinstance(token, str) or not token:
+                raise TokenError("Missing token", "missing")
+            principal = verify_token(token, self.auth)
+        except TokenError as exc:
+            self.metrics.auth_failures.inc(exc.reason)
+            raise
         if self.principal is None and not self.http:
             self.check_user_connections(principal)
         if self.principal is not None and principal.sub != self.principal.sub:
@@ -230,6 +261,7 @@ class Session:
         working (a ward screen is never dropped because someone opened another tab)."""
         cap = self.limits.max_connections_per_user
         if cap and self.registry is not None and self.registry.connections_of(principal.sub) >= cap:
+            self.metrics.connections_refused.inc("per_user")
             raise RpcError(
                 ErrorCode.TOO_MANY_REQUESTS,
                 f"Too many connections for this user (limit {cap}); close one first",
@@ -262,6 +294,7 @@ class Session:
 
     def _token_expired(self) -> None:
         self._expiry = None
+        self.metrics.token_expiries.inc()
         error = RpcError(ErrorCode.UNAUTHORIZED, "Token expired")
         for sub in list(self.subscriptions.values()):
             sub.finish(error)
@@ -271,6 +304,7 @@ class Session:
     def _auth_timed_out(self) -> None:
         self._auth_deadline = None
         if self.principal is None and not self.closed:
+            self.metrics.auth_timeouts.inc()
             self.transport.close(CLOSE_UNAUTHORIZED, "Authentication timeout")
             self.shutdown()
 

@@ -50,6 +50,7 @@ class Subscription:
         self.envelope = envelope
         self.done = False
         self._task: asyncio.Task[None] | None = None
+        session.metrics.subscriptions_open.inc()  # and dec once, in _release
 
     async def run(self) -> None:
         """Start delivery; call after the subscription was announced."""
@@ -92,6 +93,8 @@ class Subscription:
         self._release()
 
     def _release(self) -> None:
+        """Called exactly once (finish and cancel set `done` first)."""
+        self.session.metrics.subscriptions_open.dec()
         if isinstance(self.source, PushStream):
             self.source.close()
         task = self._task

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from rpc.errors import ErrorCode, RpcError, parse_error, to_rpc_error
+from rpc.limits import id_too_long
 from rpc.router import Kind
 
 if TYPE_CHECKING:
@@ -71,15 +72,15 @@ class TrpcEnvelope:
         return [self.error(error), self.stopped()]
 
 
-def reject(session: Session, message: Any, error: RpcError) -> None:
-    request_id = message.get("id") if isinstance(message, dict) else None
-    if not _valid_id(request_id):
-        session.send_connection_error(error)
-        return
-    echo = isinstance(message, dict) and message.get("jsonrpc") == "2.0"
-    session.transport.send(
-        _head(request_id, echo) + b',"error":' + orjson.dumps(error.to_dict(DIALECT)) + b"}"
-    )
+def reject_all(session: Session, messages: list[Any], error: RpcError) -> None:
+    """Answer each request of an array with `error`, running none of them."""
+    body = b',"error":' + orjson.dumps(error.to_dict(DIALECT)) + b"}"
+    for message in messages:
+        request_id = message.get("id")
+        if message["method"] == "connectionParams" or message["method"] == "subscription.stop":
+            continue  # not requests: nothing waits for a reply
+        if _valid_id(request_id) and not id_too_long(request_id, session.limits):
+            session.transport.send(_head(request_id, message.get("jsonrpc") == "2.0") + body)
 
 
 def _valid_id(value: Any) -> bool:
@@ -104,7 +105,16 @@ async def handle(session: Session, message: dict[str, Any]) -> None:
         return
     request_id = message.get("id")
     if not _valid_id(request_id):
-        session.send_connection_error(parse_error("`id` is required"))
+        session.metrics.bad_frames.inc("bad_id")
+        problem = "is required" if request_id is None else "must be an integer or a string"
+        session.send_connection_error(parse_error(f"`id` {problem}"))
+        return
+    if id_too_long(request_id, session.limits):
+        session.metrics.bad_frames.inc("bad_id")
+        limit = session.limits.max_id_chars
+        session.send_connection_error(
+            RpcError(ErrorCode.BAD_REQUEST, f"Request id too long (at most {limit} characters)")
+        )
         return
     if method == "subscription.stop":
         sub = session.subscriptions.get((DIALECT, request_id))

@@ -23,7 +23,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rpc.auth import AuthConfig, issue_token  # noqa: E402
+from rpc.auth import issue_token  # noqa: E402
+from server.config import ConfigError, minting_auth  # noqa: E402
 
 STEP_TIMEOUT_S = 10.0
 
@@ -36,20 +37,10 @@ def token_for(hospital_id: str) -> str:
     given = os.environ.get("TEST_TOKEN")
     if given:
         return given
-    secret = os.environ.get("JWT_SECRET")
-    if not secret:
-        path = Path(os.environ.get("ALERTWIRE_DATA_DIR", "data")) / "dev_jwt_secret"
-        if not path.exists():
-            raise SmokeFailure(
-                f"no TEST_TOKEN or JWT_SECRET, and no development secret at {path}: "
-                "start the server in development mode from this directory, or set TEST_TOKEN"
-            )
-        secret = path.read_text().strip()
-    config = AuthConfig(
-        secret,
-        issuer=os.environ.get("JWT_ISSUER") or None,
-        audience=os.environ.get("JWT_AUDIENCE") or None,
-    )
+    try:
+        config, _source = minting_auth()
+    except ConfigError as exc:
+        raise SmokeFailure(f"no TEST_TOKEN, and {exc}") from None
     return issue_token(
         config,
         sub="smoke-test",

@@ -74,9 +74,7 @@ def _auth(env: Mapping[str, str], data_dir: Path, production: bool) -> tuple[Aut
         return AuthConfig(public_key, (algorithm,), issuer, audience), "public key"
     secret = env.get("JWT_SECRET")
     if secret:
-        if len(secret.encode()) < 32:
-            raise ConfigError("JWT_SECRET must be at least 32 bytes for HS256")
-        return AuthConfig(secret, ("HS256",), issuer, audience), "JWT_SECRET"
+        return _hs256(secret, issuer, audience), "JWT_SECRET"
     if production:
         raise ConfigError(
             "JWT_SECRET (or JWT_PUBLIC_KEY) is required when ALERTWIRE_ENV=production; "
@@ -84,6 +82,52 @@ def _auth(env: Mapping[str, str], data_dir: Path, production: bool) -> tuple[Aut
         )
     secret, path = dev_secret(data_dir)
     return AuthConfig(secret, ("HS256",), issuer, audience), str(path)
+
+
+def _hs256(secret: str, issuer: str | None, audience: str | None) -> AuthConfig:
+    if len(secret.encode()) < 32:
+        raise ConfigError("JWT_SECRET must be at least 32 bytes for HS256")
+    return AuthConfig(secret, ("HS256",), issuer, audience)
+
+
+def _production(env: Mapping[str, str]) -> bool:
+    return env.get("ALERTWIRE_ENV", "development").lower() == "production"
+
+
+def _data_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("ALERTWIRE_DATA_DIR", "data"))
+
+
+def minting_auth(env: Mapping[str, str] | None = None) -> tuple[AuthConfig, str]:
+    """The key development tools sign tokens with, the one `load` verifies with: JWT_SECRET,
+    or (outside production) the development secret the server keeps in its data directory.
+
+    Never generates a secret: a token signed with a new one would be refused by a server that
+    already has its own. Returns the config and where the key came from; raises ConfigError.
+    """
+    env = os.environ if env is None else env
+    issuer = env.get("JWT_ISSUER") or None
+    audience = env.get("JWT_AUDIENCE") or None
+    if env.get("JWT_PUBLIC_KEY") or env.get("JWT_PUBLIC_KEY_FILE"):
+        raise ConfigError(
+            "the server verifies tokens with a public key (JWT_PUBLIC_KEY); "
+            "mint them where the private key is"
+        )
+    secret = env.get("JWT_SECRET")
+    if secret:
+        return _hs256(secret, issuer, audience), "JWT_SECRET"
+    if _production(env):
+        raise ConfigError(
+            "ALERTWIRE_ENV=production: set JWT_SECRET explicitly to mint a token; "
+            "development secrets are not used in production"
+        )
+    path = _data_dir(env) / DEV_SECRET_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"no JWT_SECRET and no development secret at {path}: start the server once in "
+            "development mode from this directory (it creates one), or set JWT_SECRET"
+        )
+    return AuthConfig(path.read_text().strip(), ("HS256",), issuer, audience), str(path)
 
 
 def _origins(env: Mapping[str, str], production: bool) -> OriginPolicy:
@@ -94,8 +138,8 @@ def _origins(env: Mapping[str, str], production: bool) -> OriginPolicy:
 
 def load(env: Mapping[str, str] | None = None) -> ServerConfig:
     env = os.environ if env is None else env
-    production = env.get("ALERTWIRE_ENV", "development").lower() == "production"
-    data_dir = Path(env.get("ALERTWIRE_DATA_DIR", "data"))
+    production = _production(env)
+    data_dir = _data_dir(env)
     auth, source = _auth(env, data_dir, production)
     try:
         limits = Limits.from_env(env)

@@ -1,4 +1,4 @@
-"""The aiohttp application: routes, CORS, heartbeats, health and graceful shutdown."""
+"""The aiohttp application: routes, CORS, heartbeats, health, metrics and graceful shutdown."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 from aiohttp import web
 
+from rpc.errors import ErrorCode, RpcError
+from rpc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from rpc.session import CLOSE_SERVICE_RESTART
 from rpc.transport_aiohttp.http import handle_jsonrpc_post, handle_trpc_http, json_response
 from rpc.transport_aiohttp.sse import handle_sse
@@ -31,25 +33,39 @@ HealthCheck = Callable[[], Awaitable[dict[str, object]]]
 HEALTH_KEY = web.AppKey("alertwire_health", list[HealthCheck])
 
 
+CORS_ORIGIN_KEY = web.RequestKey("alertwire_cors_origin", str)
+
+
 @web.middleware
 async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Origins are checked before anything runs; allowed ones get CORS headers."""
+    """Origins are checked before anything runs (WebSocket upgrades included); requests from
+    allowed ones get CORS headers as their response is prepared (`_cors_headers`)."""
     state = request.app[STATE_KEY]
     origin = request.headers.get("Origin")
     if not request.path.startswith(PREFIX) or origin is None:
         return await handler(request)
     if not state.origins.permits(origin, request.host):
-        body = orjson.dumps({"error": {"message": "Origin not allowed", "code": -32003}})
-        return json_response(body, status=403)
+        state.metrics.connections_refused.inc("origin")
+        error = RpcError(ErrorCode.FORBIDDEN, "Origin not allowed")
+        refusal = json_response(orjson.dumps({"error": error.to_dict("trpc")}), status=403)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            refusal.force_close()  # as for every refused upgrade (ws._refuse)
+        return refusal
+    request[CORS_ORIGIN_KEY] = origin
     if request.method == "OPTIONS":
-        response: web.StreamResponse = web.Response(status=204)
-    else:
-        response = await handler(request)
-    if not response.prepared:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = ", ".join(filter(None, [response.headers.get("Vary"), "Origin"]))
-        response.headers.update(CORS_HEADERS)
-    return response
+        return web.Response(status=204)
+    return await handler(request)
+
+
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: also reaches responses that stream (SSE), whose headers are sent
+    before the handler returns."""
+    origin = request.get(CORS_ORIGIN_KEY)
+    if origin is None:
+        return
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Vary"] = ", ".join(filter(None, [response.headers.get("Vary"), "Origin"]))
+    response.headers.update(CORS_HEADERS)
 
 
 async def handle_health(request: web.Request) -> web.Response:
@@ -72,6 +88,14 @@ async def handle_health(request: web.Request) -> web.Response:
             code = 503
             body["status"] = "degraded"
     return json_response(orjson.dumps(body), status=code)
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition. Counts only: no ids, tokens or patient data."""
+    state = request.app[STATE_KEY]
+    return web.Response(
+        body=state.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+    )
 
 
 async def handle_trpc_get(request: web.Request) -> web.StreamResponse:
@@ -99,7 +123,9 @@ def create_app(state: ServerState) -> web.Application:
     app = web.Application(middlewares=[cors], client_max_size=state.limits.max_message_bytes)
     app[STATE_KEY] = state
     app[HEALTH_KEY] = []
+    app.on_response_prepare.append(_cors_headers)
     app.router.add_get("/health", handle_health)
+    app.router.add_get("/metrics", handle_metrics)
     app.router.add_get(PREFIX, handle_root_get)
     app.router.add_post(PREFIX, handle_jsonrpc_post)
     app.router.add_route("OPTIONS", PREFIX, handle_options)

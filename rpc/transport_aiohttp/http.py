@@ -38,14 +38,17 @@ def json_response(
 
 async def read_body(request: web.Request, state: ServerState) -> bytes:
     limit = state.limits.max_message_bytes
+    too_large = RpcError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body over {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        raise RpcError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body over {limit} bytes")
+        state.metrics.oversize_messages.inc("http")
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(65536):
         size += len(chunk)
         if size > limit:
-            raise RpcError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body over {limit} bytes")
+            state.metrics.oversize_messages.inc("http")
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -63,6 +66,7 @@ def http_session(request: web.Request, state: ServerState) -> tuple[Session, Col
         transport_name="http",
         rate=state.http_bucket(principal, request),
         auth_error=auth_error,
+        metrics=state.metrics,
     )
     return session, collector
 

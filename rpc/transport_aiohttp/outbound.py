@@ -3,7 +3,8 @@
 `send` is synchronous and O(1) so that fan-out never awaits per subscriber. A client that
 stops reading fills its queue; past the bound the connection is closed (WebSocket 4008) and the
 client resumes later through replay. A close that cannot be flushed within a grace period
-aborts the socket.
+aborts the socket: a client that never reads cannot hold a closing connection (and the
+buffers behind it) open.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections import deque
 from aiohttp import web
 
 from rpc.limits import Limits
+from rpc.metrics import Metrics
 
 log = logging.getLogger("alertwire.transport")
 
@@ -27,14 +29,16 @@ CLOSE_SLOW_CONSUMER = 4008
 class Outbound:
     """Base: subclasses implement `_write_many` and `_finish`."""
 
-    def __init__(self, request: web.Request, limits: Limits) -> None:
+    def __init__(self, request: web.Request, limits: Limits, metrics: Metrics) -> None:
         self._request = request
+        self._metrics = metrics
         self._limit_frames = limits.send_queue_frames
         self._limit_bytes = limits.send_queue_bytes
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
         self._closing: tuple[int, str] | None = None
+        self._give_up: asyncio.TimerHandle | None = None
         self.finished = asyncio.Event()
         self.overflowed = False
         self._task = asyncio.create_task(self._run(), name="outbound")
@@ -50,6 +54,7 @@ class Outbound:
         self._queued_bytes += len(frame)
         if len(self._queue) > self._limit_frames or self._queued_bytes > self._limit_bytes:
             self.overflowed = True
+            self._metrics.slow_consumer_closes.inc()
             self._queue.clear()
             self._queued_bytes = 0
             self.close(CLOSE_SLOW_CONSUMER, "Send queue full; reconnect and resume")
@@ -60,6 +65,24 @@ class Outbound:
         if self._closing is None:
             self._closing = (code, reason)
             self._wakeup.set()
+            # The writer may be waiting for a socket the client no longer reads: bound the
+            # whole close (flush, close frame) rather than only its last step.
+            loop = asyncio.get_running_loop()
+            self._give_up = loop.call_later(CLOSE_GRACE_S, self._close_overdue)
+
+    def _close_overdue(self) -> None:
+        self._give_up = None
+        if not self.finished.is_set():
+            log.info("aborting a connection that did not take its close in %.0f s", CLOSE_GRACE_S)
+            self.abort()
+
+    def _finished(self) -> None:
+        """The writer ended (closed, aborted or cancelled)."""
+        self._closing = self._closing or (1006, "")
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
+        self.finished.set()
 
     async def _run(self) -> None:
         try:
@@ -78,8 +101,7 @@ class Outbound:
         except (ConnectionError, RuntimeError, TimeoutError):
             self.abort()
         finally:
-            self._closing = self._closing or (1006, "")
-            self.finished.set()
+            self._finished()
 
     def abort(self) -> None:
         transport = self._request.transport
@@ -165,14 +187,16 @@ class WsOutbound(Outbound):
     take over: it waits for the transport to drain and writes the queue in order.
     """
 
-    def __init__(self, request: web.Request, ws: web.WebSocketResponse, limits: Limits) -> None:
+    def __init__(
+        self, request: web.Request, ws: web.WebSocketResponse, limits: Limits, metrics: Metrics
+    ) -> None:
         self.ws = ws
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._marked = False
         self._blocked = False  # the socket is slow: frames go through the queue
         self._flush_soon = _flusher()
-        super().__init__(request, limits)
+        super().__init__(request, limits, metrics)
 
     def send(self, frame: bytes) -> None:
         if self._closing is not None:
@@ -220,8 +244,7 @@ class WsOutbound(Outbound):
         except (ConnectionError, RuntimeError, TimeoutError):
             self.abort()
         finally:
-            self._closing = self._closing or (1006, "")
-            self.finished.set()
+            self._finished()
 
     async def _drain_queue(self) -> None:
         """Wait for the socket, then write what queued meanwhile, until nothing is left."""
@@ -244,9 +267,15 @@ class WsOutbound(Outbound):
 
 
 class SseOutbound(Outbound):
-    def __init__(self, request: web.Request, response: web.StreamResponse, limits: Limits) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        limits: Limits,
+        metrics: Metrics,
+    ) -> None:
         self.response = response
-        super().__init__(request, limits)
+        super().__init__(request, limits, metrics)
 
     async def _write_many(self, frames: list[bytes]) -> None:
         await self.response.write(b"".join(frames))

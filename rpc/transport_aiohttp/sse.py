@@ -86,7 +86,7 @@ async def handle_sse(request: web.Request) -> web.StreamResponse:
     envelope = SseEnvelope(path)
     response = web.StreamResponse(status=200, headers=HEADERS)
     await response.prepare(request)
-    out = SseOutbound(request, response, state.limits)
+    out = SseOutbound(request, response, state.limits, state.metrics)
     try:
         await _serve(request, state, path, envelope, out)
     finally:
@@ -102,12 +102,13 @@ async def _serve(
         raw_input = _input(request)
         token = _token(request)
     except orjson.JSONDecodeError:
-        out.send(envelope.started())
-        out.send(envelope.error(RpcError(ErrorCode.BAD_REQUEST, "The input is not valid JSON")))
-        out.close(1000, "")
-        await out.finished.wait()
+        await _refuse(out, envelope, RpcError(ErrorCode.BAD_REQUEST, "The input is not valid JSON"))
         return
     principal, auth_error = state.verify(token) if token else state.principal_from(request)
+    refusal = state.admission_error(principal)
+    if refusal is not None:
+        await _refuse(out, envelope, refusal)
+        return
     session = Session(
         state.dispatcher,
         out,
@@ -118,9 +119,11 @@ async def _serve(
         transport_name="sse",
         auth_error=auth_error,
         on_subscription_end=ended.set,
+        metrics=state.metrics,
     )
     state.sessions.add(session)
     state.wakeups.add(ended)
+    state.metrics.connections_open.inc("sse")
     try:
         try:
             sub = await session.open_subscription(("sse", 0), path, raw_input, envelope)
@@ -137,9 +140,18 @@ async def _serve(
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(out.finished.wait(), 2.0)
     finally:
+        state.metrics.connections_open.dec("sse")
         state.wakeups.discard(ended)
         state.sessions.discard(session)
         session.shutdown()
+
+
+async def _refuse(out: SseOutbound, envelope: SseEnvelope, error: RpcError) -> None:
+    """The stream opens (always 200), carries one serialized-error and ends."""
+    out.send(envelope.started())
+    out.send(envelope.error(error))
+    out.close(1000, "")
+    await out.finished.wait()
 
 
 async def _pump(

@@ -12,12 +12,13 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from rpc.auth import AuthConfig, bearer_token, verify_token
+from rpc.auth import AuthConfig, TokenError, bearer_token, verify_token
 from rpc.connections import ConnectionRegistry
 from rpc.context import Principal
 from rpc.dispatch import Dispatcher
-from rpc.errors import RpcError
+from rpc.errors import ErrorCode, RpcError
 from rpc.limits import Limits, TokenBucket, Unlimited, rate_limiter
+from rpc.metrics import Metrics
 
 if TYPE_CHECKING:
     from rpc.session import Session
@@ -56,6 +57,7 @@ class ServerState:
     limits: Limits
     registry: ConnectionRegistry
     origins: OriginPolicy = field(default_factory=OriginPolicy)
+    metrics: Metrics = field(default_factory=Metrics)
     started_at: float = field(default_factory=time.time)
     ready: bool = False
     shutting_down: bool = False
@@ -72,12 +74,30 @@ class ServerState:
         return self.verify(token)
 
     def verify(self, token: str | None) -> tuple[Principal | None, RpcError | None]:
+        """(principal, None), or (None, why the token was refused); (None, None): no token."""
         if not token or self.auth is None:
             return None, None
         try:
             return verify_token(token, self.auth), None
-        except RpcError as exc:
+        except TokenError as exc:
+            self.metrics.auth_failures.inc(exc.reason)
             return None, exc
+
+    def admission_error(self, principal: Principal | None) -> RpcError | None:
+        """MAX_CONNECTIONS and MAX_CONNECTIONS_PER_USER for a new long-lived connection
+        (WebSocket or SSE stream): the newest is refused, older ones keep working."""
+        limits = self.limits
+        if limits.max_connections and len(self.sessions) >= limits.max_connections:
+            self.metrics.connections_refused.inc("capacity")
+            return RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Server is at capacity")
+        cap = limits.max_connections_per_user
+        if principal is not None and cap and self.registry.connections_of(principal.sub) >= cap:
+            self.metrics.connections_refused.inc("per_user")
+            return RpcError(
+                ErrorCode.TOO_MANY_REQUESTS,
+                f"Too many connections for this user (limit {cap}); close one first",
+            )
+        return None
 
     def http_bucket(
         self, principal: Principal | None, request: web.Request

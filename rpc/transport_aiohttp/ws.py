@@ -6,7 +6,7 @@ import logging
 import time
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 
 from rpc.errors import ErrorCode, RpcError
 from rpc.session import Session
@@ -16,6 +16,7 @@ from rpc.transport_aiohttp.state import STATE_KEY, ServerState
 log = logging.getLogger("alertwire.transport")
 
 CLOSE_TOO_BIG = 1009
+CLOSE_INVALID_TEXT = 1007
 # aiohttp stops reading at a frame header beyond its own limit, so the client may never see
 # the close. We let it read frames up to this multiple of MAX_MESSAGE_BYTES in full and close
 # with 1009 ourselves; only beyond it does aiohttp cut the connection short.
@@ -23,10 +24,14 @@ HARD_CAP_FACTOR = 8
 
 
 def _refuse(error: RpcError, status: int | None = None) -> web.Response:
+    """A refused upgrade: the error, then the connection closes (as RFC 6455 servers commonly
+    do), so a flood of refused handshakes holds no keep-alive connections open."""
     body = orjson.dumps({"error": error.to_dict("trpc")})
-    return web.Response(
+    response = web.Response(
         status=status or error.code.http_status, body=body, content_type="application/json"
     )
+    response.force_close()
+    return response
 
 
 class WsConnection:
@@ -36,7 +41,7 @@ class WsConnection:
         self.request = request
         self.ws = ws
         self.state = state
-        self.out = WsOutbound(request, ws, state.limits)
+        self.out = WsOutbound(request, ws, state.limits, state.metrics)
         self.last_seen = time.monotonic()
         self.last_ping = 0.0
 
@@ -49,24 +54,21 @@ class WsConnection:
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
+    metrics = state.metrics
     if state.shutting_down or not state.ready:
+        metrics.connections_refused.inc("shutting_down")
         return _refuse(RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Server is restarting"), 503)
     if not state.origins.permits(request.headers.get("Origin"), request.host):
+        metrics.connections_refused.inc("origin")
         return _refuse(RpcError(ErrorCode.FORBIDDEN, "Origin not allowed"))
     principal, auth_error = state.principal_from(request)
-    if auth_error is not None:
+    if auth_error is not None:  # a token was presented and refused: no upgrade (CONTRACT 5)
+        metrics.connections_refused.inc("auth")
         return _refuse(auth_error)
+    refusal = state.admission_error(principal)
+    if refusal is not None:
+        return _refuse(refusal)
     limits = state.limits
-    if limits.max_connections and len(state.sessions) >= limits.max_connections:
-        return _refuse(RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Server is at capacity"), 503)
-    cap = limits.max_connections_per_user
-    if principal is not None and cap and state.registry.connections_of(principal.sub) >= cap:
-        return _refuse(
-            RpcError(
-                ErrorCode.TOO_MANY_REQUESTS,
-                f"Too many connections for this user (limit {cap}); close one first",
-            )
-        )
     ws = web.WebSocketResponse(
         autoping=False,
         heartbeat=None,
@@ -84,12 +86,15 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         limits=limits,
         registry=state.registry,
         principal=principal,
+        metrics=metrics,
     )
     state.sessions.add(session)
+    metrics.connections_open.inc("ws")
     request[CONN_KEY] = conn
     try:
         await _read_loop(conn, session)
     finally:
+        metrics.connections_open.dec("ws")
         state.sessions.discard(session)
         session.shutdown()
         await conn.out.stop()
@@ -102,6 +107,7 @@ CONN_KEY = web.RequestKey("alertwire_ws", WsConnection)
 async def _read_loop(conn: WsConnection, session: Session) -> None:
     ws = conn.ws
     limit = session.limits.max_message_bytes
+    metrics = session.metrics
     while not session.closed:
         msg = await ws.receive()
         conn.last_seen = time.monotonic()
@@ -109,11 +115,13 @@ async def _read_loop(conn: WsConnection, session: Session) -> None:
         if kind is WSMsgType.TEXT:
             text: str = msg.data
             if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+                metrics.oversize_messages.inc("ws")
                 conn.close(CLOSE_TOO_BIG, "Message too big")
                 return
             await session.receive(text)
         elif kind is WSMsgType.BINARY:
             if len(msg.data) > limit:
+                metrics.oversize_messages.inc("ws")
                 conn.close(CLOSE_TOO_BIG, "Message too big")
                 return
             session.receive_binary()
@@ -123,5 +131,15 @@ async def _read_loop(conn: WsConnection, session: Session) -> None:
             continue
         else:  # CLOSE, CLOSING, CLOSED, ERROR
             if kind is WSMsgType.ERROR:
-                log.info("websocket closed on a protocol error: %s", type(msg.data).__name__)
+                _protocol_error(msg.data, session)
             return
+
+
+def _protocol_error(error: object, session: Session) -> None:
+    """aiohttp already answered with a close frame; count what it was."""
+    code = error.code if isinstance(error, WebSocketError) else None
+    if code == CLOSE_TOO_BIG:  # beyond HARD_CAP_FACTOR times the limit
+        session.metrics.oversize_messages.inc("ws")
+    elif code == CLOSE_INVALID_TEXT:
+        session.metrics.bad_frames.inc("invalid_utf8")
+    log.info("websocket closed on a protocol error: %s (close code %s)", type(error).__name__, code)

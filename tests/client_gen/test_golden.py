@@ -66,3 +66,14 @@ def test_tracked_and_untracked_subscriptions(generated: dict[str, str]) -> None:
 
 def test_no_input_is_void(generated: dict[str, str]) -> None:
     assert "input: void;" in generated["router.ts"]
+
+
+def test_router_outputs_give_one_event_per_subscription(generated: dict[str, str]) -> None:
+    # tRPC's inferRouterOutputs gives a subscription's AsyncIterable; RouterOutputs unwraps it
+    # (typecheck/fixture-usage.ts checks the resulting types).
+    router = generated["router.ts"]
+    assert (
+        "export type RouterOutputs = Outputs<AppRouter['_def']['record'], "
+        "inferRouterOutputs<AppRouter>>;" in router
+    )
+    assert "? TRecord[K] extends AnyTRPCSubscriptionProcedure" in router

@@ -71,8 +71,12 @@ class Feed:
 
     def publish(self, hospital_id: str) -> str:
         seq = len(self.events) + 1
-        event_id = f"{seq:08d}"
         payload = FeedItem(hospital_id=hospital_id, seq=seq).model_dump_json().encode()
+        return self.publish_raw(hospital_id, payload)
+
+    def publish_raw(self, hospital_id: str, payload: bytes) -> str:
+        """An event with a payload that is already JSON (e.g. a large one)."""
+        event_id = f"{len(self.events) + 1:08d}"
         self.events.append((event_id, hospital_id, payload))
         for stream in list(self.streams):
             stream.push(event_id, hospital_id, payload)

@@ -143,17 +143,22 @@ async def test_expiry_ends_subscriptions_and_closes_4001() -> None:
     state = make_state(demo.Feed())
     state.auth = auth
     async with TestClient(TestServer(create_app(state))) as client:
+        # exp is a whole second: this token expires 0.5 to 1.5 s from now
         short = issue_token(
-            auth, sub="n", role="nurse", hospitals=["h1"], ttl_seconds=1, now=time.time()
+            auth, sub="n", role="nurse", hospitals=["h1"], ttl_seconds=1.5, now=time.time()
         )
         ws = await authed(client, short)
         await call(ws, "demo.feed", {"hospitalId": "h1"}, id=1)
         end = await next_frame(ws)
         assert end["method"] == "subscription.end"
         assert end["params"]["error"]["data"]["code"] == "UNAUTHORIZED"
+        assert end["params"]["error"]["message"] == "Token expired"
         msg = await ws.receive(timeout=5)
         assert msg.type is WSMsgType.CLOSE
         assert msg.data == 4001
+        assert msg.extra == "Token expired"
+    assert state.metrics.token_expiries.get() == 1
+    assert state.metrics.subscriptions_open.get() == 0
 
 
 async def test_refresh_before_expiry_keeps_the_socket_open() -> None:
@@ -163,7 +168,7 @@ async def test_refresh_before_expiry_keeps_the_socket_open() -> None:
     async with TestClient(TestServer(create_app(state))) as client:
         ws = await client.ws_connect("/api/trpc")
         short = issue_token(
-            auth, sub="n", role="nurse", hospitals=["h1"], ttl_seconds=1, now=time.time()
+            auth, sub="n", role="nurse", hospitals=["h1"], ttl_seconds=1.5, now=time.time()
         )
         await call(ws, "auth.authenticate", {"token": short}, id=1)
         fresh = issue_token(
@@ -174,8 +179,13 @@ async def test_refresh_before_expiry_keeps_the_socket_open() -> None:
         (session,) = state.sessions
         assert session._expiry is not None
         assert session._expiry.when() - session._expiry._loop.time() > 500  # type: ignore[attr-defined]
+        # A second socket with the same short token expires; by then the first one's old
+        # expiry has passed too, and it is still open.
+        other = await authed(client, short)
+        assert (await other.receive(timeout=5)).data == 4001
         assert (await call(ws, "system.whoami", id=3))["result"]["sub"] == "n"
         await ws.close()
+    assert state.metrics.token_expiries.get() == 1
 
 
 async def test_bad_token_at_handshake_is_401(client: Client) -> None:

@@ -3,22 +3,16 @@ sections 2 and 3 describe them."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
-from urllib.parse import quote
 
 import orjson
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import TokenFactory
 from tests.rpc import demo
+from tests.rpc.wire import enc, read_events
 
 Client = TestClient[Any, Any]
-
-
-def enc(value: Any) -> str:
-    return quote(json.dumps(value, separators=(",", ":")))
 
 
 async def test_query_get_and_mutation_post(client: Client, token: TokenFactory) -> None:
@@ -91,24 +85,6 @@ async def test_bad_input_json_media_type_and_head(client: Client) -> None:
     assert resp.status == 415
     resp = await client.head("/api/trpc/system.ping")
     assert resp.status == 204
-
-
-async def read_events(resp: ClientResponse, count: int) -> list[dict[str, str]]:
-    """Parse SSE events (field -> value) until `count` events have arrived."""
-    events: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    while len(events) < count:
-        raw = await resp.content.readline()
-        assert raw, f"stream ended after {events}"
-        line = raw.decode().rstrip("\n")
-        if line == "":
-            if current:
-                events.append(current)
-                current = {}
-            continue
-        field, _, value = line.partition(": ")
-        current[field] = value
-    return events
 
 
 async def test_sse_tracked_subscription_and_resume(

@@ -23,8 +23,11 @@ export type SubscriptionEvent<T extends ProcedureEntry> = T['tracked'] extends t
   ? { id: string; data: T['output'] }
   : T['output'];
 
-/** The `stream.reset` member of a stream's event type, if it has one. */
-export type StreamReset<T extends ProcedureEntry> = Extract<T['output'], { type: 'stream.reset' }>;
+/**
+ * The `stream.reset` member of a stream's event type, if it has one (what `onReset` receives).
+ * Not called `StreamReset`: that name is the schema type, exported from the package root.
+ */
+export type SubscriptionReset<T extends ProcedureEntry> = Extract<T['output'], { type: 'stream.reset' }>;
 
 export type DecoratedProcedure<T extends ProcedureEntry> = T['kind'] extends 'query'
   ? { query(...args: InputArgs<T['input']>): Promise<T['output']> }
@@ -33,7 +36,7 @@ export type DecoratedProcedure<T extends ProcedureEntry> = T['kind'] extends 'qu
     : {
         subscribe(
           input: T['input'],
-          handlers: SubscriptionHandlers<SubscriptionEvent<T>, StreamReset<T>>,
+          handlers: SubscriptionHandlers<SubscriptionEvent<T>, SubscriptionReset<T>>,
         ): Unsubscribable;
       };
 

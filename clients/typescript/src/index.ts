@@ -4,8 +4,8 @@ export type {
   ConnectionControls,
   DecoratedProcedure,
   DecoratedTree,
-  StreamReset,
   SubscriptionEvent,
+  SubscriptionReset,
 } from './client.js';
 export { backoffDelay, type BackoffOptions } from './backoff.js';
 export { AlertwireError, type RpcErrorData, type RpcErrorObject } from './errors.js';

@@ -2,7 +2,7 @@
 // what the real router may not yet have: mutations, enums, nullable and optional fields,
 // discriminated unions, tracked and untracked subscriptions.
 import { createTRPCClient, createWSClient, httpBatchLink, splitLink, wsLink } from '@trpc/client';
-import type { AppRouter } from '../../../tests/client_gen/golden/router.js';
+import type { AppRouter, RouterOutputs } from '../../../tests/client_gen/golden/router.js';
 import type { ProcedureTree } from '../../../tests/client_gen/golden/procedures.js';
 import type { Widget } from '../../../tests/client_gen/golden/schemas.js';
 import type { DecoratedTree } from '../src/index.js';
@@ -68,7 +68,13 @@ export async function correct(): Promise<void> {
     },
   );
   alertwire.widgets.ticks.subscribe({ everyMs: 250 }, { onData: (n: number) => void n });
-  void note, size, label, pair, list, nothing, again;
+
+  // RouterOutputs: a subscription's output is one event as onData gets it, in nested routers too.
+  const tick: RouterOutputs['widgets']['ticks'] = 1;
+  const event: RouterOutputs['widgets']['watch'] = { id: '1', data: { type: 'stream.reset', reason: 'gone' } };
+  const listed: Widget[] = [] satisfies RouterOutputs['widgets']['list'];
+  const deep: RouterOutputs['widgets']['deep']['nothing'] = null;
+  void note, size, label, pair, list, nothing, again, tick, event, listed, deep;
 }
 
 export async function wrong(): Promise<void> {
@@ -93,6 +99,12 @@ export async function wrong(): Promise<void> {
       void w;
     },
   });
+
+  // @ts-expect-error RouterOutputs of an untracked subscription is the event, not an AsyncIterable
+  const ticks: RouterOutputs['widgets']['ticks'] = (async function* () {})();
+  // @ts-expect-error RouterOutputs of a tracked subscription is { id, data }
+  const bare: RouterOutputs['widgets']['watch'] = { type: 'stream.reset', reason: 'gone' };
+  void ticks, bare;
 
   // @ts-expect-error Alertwire client: bad enum value
   await alertwire.widgets.create.mutate({ ...create, colour: 'blue' });

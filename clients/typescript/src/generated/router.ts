@@ -2,6 +2,8 @@
 // Do not edit: change the schemas or the router and regenerate.
 
 import type {
+  AnyTRPCProcedure,
+  AnyTRPCSubscriptionProcedure,
   inferRouterInputs,
   inferRouterOutputs,
   TRPCBuiltRouter,
@@ -119,5 +121,20 @@ export type AppRouter = TRPCBuiltRouter<
 /** Procedure inputs by path, e.g. `RouterInputs['system']['whoami']`. */
 export type RouterInputs = inferRouterInputs<AppRouter>;
 
-/** Procedure outputs by path (subscriptions: one event as the client receives it). */
-export type RouterOutputs = inferRouterOutputs<AppRouter>;
+/**
+ * Procedure outputs by path, as the client receives them. For a subscription: one event
+ * (what `onData` gets; `{ id, data }` when tracked), not tRPC's `AsyncIterable` of them.
+ */
+export type RouterOutputs = Outputs<AppRouter['_def']['record'], inferRouterOutputs<AppRouter>>;
+
+type Outputs<TRecord, TOutputs> = {
+  [K in keyof TOutputs]: K extends keyof TRecord
+    ? TRecord[K] extends AnyTRPCSubscriptionProcedure
+      ? TOutputs[K] extends AsyncIterable<infer TEvent, any, any>
+        ? TEvent
+        : never
+      : TRecord[K] extends AnyTRPCProcedure
+        ? TOutputs[K]
+        : Outputs<TRecord[K], TOutputs[K]>
+    : never;
+};
