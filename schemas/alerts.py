@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field
+from typing_extensions import TypeAliasType
 
 from schemas.base import EventId, HospitalId, InputModel, WireModel
 
@@ -85,7 +86,10 @@ class StreamReset(WireModel):
     reason: str
 
 
-AlertStreamEvent = Annotated[AlertEvent | StreamReset, Field(discriminator="type")]
+# A named alias, so that the generated TypeScript has `AlertStreamEvent` too.
+AlertStreamEvent = TypeAliasType(
+    "AlertStreamEvent", Annotated[AlertEvent | StreamReset, Field(discriminator="type")]
+)
 
 
 class Metrics(WireModel):

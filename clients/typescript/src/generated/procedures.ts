@@ -105,7 +105,7 @@ export interface ProcedureTree {
     subscribeToAlerts: {
       kind: "subscription";
       input: S.SubscribeToAlertsInput;
-      output: S.AlertEvent | S.StreamReset;
+      output: S.AlertStreamEvent;
       tracked: true;
     };
     /** A snapshot at once, then every `intervalMs`, and within 250 ms of a change. */

@@ -85,7 +85,7 @@ export type AppRouter = TRPCBuiltRouter<
        */
       subscribeToAlerts: TRPCSubscriptionProcedure<{
         input: S.SubscribeToAlertsInput;
-        output: AsyncIterable<{ id: string; data: S.AlertEvent | S.StreamReset }, void, any>;
+        output: AsyncIterable<{ id: string; data: S.AlertStreamEvent }, void, any>;
         meta: Meta;
       }>;
       /** A snapshot at once, then every `intervalMs`, and within 250 ms of a change. */

@@ -61,7 +61,7 @@ export interface AlertEvent {
 
 /** `lastEventId`: where the next call continues from. */
 export interface AlertEventPage {
-  events: (AlertEvent | StreamReset)[];
+  events: AlertStreamEvent[];
   lastEventId: string;
 }
 
@@ -74,6 +74,8 @@ export interface AlertPage {
   nextCursor: string | null;
   lastEventId: string;
 }
+
+export type AlertStreamEvent = AlertEvent | StreamReset;
 
 /** Raise an alert (a device, an integration, or a clinician). */
 export interface CreateAlertInput {
