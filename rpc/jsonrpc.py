@@ -28,6 +28,7 @@ from rpc.identity import identity_of
 from rpc.limits import id_too_long
 from rpc.openrpc import discover
 from rpc.router import Kind, Procedure, field_errors
+from rpc.stream import encoded_id
 from schemas.system import AuthenticateInput
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class JsonRpcEnvelope:
     def event(self, event_id: str | None, payload: bytes) -> bytes:
         if event_id is None:
             return self._head + b',"data":' + payload + self._tail
-        return self._head + b',"id":' + orjson.dumps(event_id) + b',"data":' + payload + self._tail
+        return self._head + b',"id":' + encoded_id(event_id) + b',"data":' + payload + self._tail
 
     def ended(self, error: RpcError | None) -> list[bytes]:
         params: dict[str, Any] = {"subscription": self.sid}

@@ -22,6 +22,18 @@ from rpc.errors import RpcError
 T = TypeVar("T")
 
 
+_last_id: tuple[str, bytes] = ("", b'""')
+
+
+def encoded_id(event_id: str) -> bytes:
+    """An event id as JSON. Fan-out asks for the same id once per subscriber in a row, so the
+    last one is kept rather than encoded again."""
+    global _last_id
+    if _last_id[0] != event_id:
+        _last_id = (event_id, orjson.dumps(event_id))
+    return _last_id[1]
+
+
 @dataclass(frozen=True, slots=True)
 class Tracked(Generic[T]):
     """An event with an id the client can resume from (`lastEventId`)."""

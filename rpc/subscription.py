@@ -31,7 +31,7 @@ class Envelope(Protocol):
 
 
 class Subscription:
-    __slots__ = ("_task", "done", "envelope", "key", "params", "proc", "session", "source")
+    __slots__ = ("_send", "_task", "done", "envelope", "key", "params", "proc", "session", "source")
 
     def __init__(
         self,
@@ -50,6 +50,7 @@ class Subscription:
         self.envelope = envelope
         self.done = False
         self._task: asyncio.Task[None] | None = None
+        self._send = session.transport.send  # looked up once: event() runs per subscriber
         session.metrics.subscriptions_open.inc()  # and dec once, in _release
 
     async def run(self) -> None:
@@ -68,7 +69,7 @@ class Subscription:
 
     def event(self, event_id: str | None, payload: bytes) -> None:
         if not self.done:
-            self.session.transport.send(self.envelope.event(event_id, payload))
+            self._send(self.envelope.event(event_id, payload))
 
     def end(self, error: RpcError | None = None) -> None:
         self.finish(error)

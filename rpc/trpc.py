@@ -14,6 +14,7 @@ import orjson
 from rpc.errors import ErrorCode, RpcError, parse_error, to_rpc_error
 from rpc.limits import id_too_long
 from rpc.router import Kind
+from rpc.stream import encoded_id
 
 if TYPE_CHECKING:
     from rpc.session import Session
@@ -58,7 +59,7 @@ class TrpcEnvelope:
     def event(self, event_id: str | None, payload: bytes) -> bytes:
         if event_id is None:
             return self._data + b',"data":' + payload + b"}}"
-        eid = orjson.dumps(event_id)
+        eid = encoded_id(event_id)
         return (
             self._data + b',"id":' + eid + b',"data":{"id":' + eid + b',"data":' + payload + b"}}}"
         )

@@ -196,6 +196,9 @@ class WsOutbound(Outbound):
         self._marked = False
         self._blocked = False  # the socket is slow: frames go through the queue
         self._flush_soon = _flusher()
+        # Kept: the request's property costs a lookup per flush; a lost connection's
+        # transport reports is_closing().
+        self._transport = request.transport
         super().__init__(request, limits, metrics)
 
     def send(self, frame: bytes) -> None:
@@ -222,7 +225,7 @@ class WsOutbound(Outbound):
         data = b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
-        transport = self._request.transport
+        transport = self._transport
         if transport is None or transport.is_closing():
             return  # the connection is gone; the read loop ends the session
         transport.write(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 from aiohttp import WebSocketError, WSMsgType, web
@@ -45,8 +46,10 @@ class WsConnection:
         self.last_seen = time.monotonic()
         self.last_ping = 0.0
 
-    def send(self, frame: bytes) -> None:
-        self.out.send(frame)
+    @property
+    def send(self) -> Callable[[bytes], None]:
+        """The outbound queue's own `send`: fan-out calls it once per subscriber."""
+        return self.out.send
 
     def close(self, code: int, reason: str) -> None:
         self.out.close(code, reason)
