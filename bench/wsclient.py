@@ -114,6 +114,7 @@ class WsClientProtocol(asyncio.Protocol):
         self.lost = True
         if not self.open_future.done():
             self.open_future.set_exception(ConnectionError("connection lost during handshake"))
+            self.open_future.exception()  # callers wait on `subscribed`; this one is reported there
         self.closed()
 
     # --- framing --------------------------------------------------------------------------

@@ -59,7 +59,8 @@ async def start(config: ServerConfig) -> Running:
     app, state, services = await build(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    # A deep accept queue: after a restart every dashboard reconnects at once.
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=4096)
     await site.start()
     port = config.port
     server = site._server  # the bound port, for WEBSOCKET_PORT=0
