@@ -31,11 +31,13 @@ class DomainConfigError(ValueError):
 def sqlite_path(url: str) -> str:
     """`sqlite:///relative.db` -> `relative.db`; `sqlite:////abs.db` -> `/abs.db`."""
     prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
+    path = url[len(prefix) :]
+    # A path ending in "/" names a directory (sqlite:////), not a database file.
+    if not url.startswith(prefix) or not path or path.endswith("/"):
         raise DomainConfigError(
             "DATABASE_URL must look like sqlite:///relative/path.db or sqlite:////absolute/path.db"
         )
-    return url[len(prefix) :]
+    return path
 
 
 def parse_targets(raw: str) -> dict[Priority, float]:

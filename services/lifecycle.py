@@ -108,8 +108,9 @@ def escalate(alert: Alert, actor: str, now: float) -> Change:
 
 def update(alert: Alert, data: UpdateAlertInput, now: float) -> Change | None:
     _open(alert, "update")
+    # Field names, not wire aliases: InputModel serialises by alias by default.
     fields = data.model_dump(
-        include={"priority", "title", "message", "assigned_to"}, exclude_none=True
+        include={"priority", "title", "message", "assigned_to"}, exclude_none=True, by_alias=False
     )
     if all(getattr(alert, name) == value for name, value in fields.items()):
         return None  # nothing would change

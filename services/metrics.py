@@ -33,6 +33,7 @@ MIN_AGE_S = 0.2
 class _Hospital:
     __slots__ = (
         "computing",
+        "computing_generation",
         "dirty",
         "generation",
         "payload",
@@ -47,6 +48,7 @@ class _Hospital:
         self.generation = 0  # bumped on each change; a snapshot taken before it is stale
         self.dirty = True
         self.computing: asyncio.Future[bytes] | None = None
+        self.computing_generation = 0
         self.push_handle: asyncio.TimerHandle | None = None
         self.streams: set[MetricsStream] = set()
 
@@ -76,8 +78,11 @@ class MetricsService:
         fresh = time.monotonic() - state.taken_at < MIN_AGE_S
         if state.payload is not None and not state.dirty and fresh:
             return state.payload
-        if state.computing is None:
+        # Share a snapshot being computed only if nothing changed since it began: one that
+        # started before a change must not be handed out as the news of that change.
+        if state.computing is None or state.computing_generation != state.generation:
             state.computing = asyncio.ensure_future(self._compute(hospital_id, state))
+            state.computing_generation = state.generation
         return await asyncio.shield(state.computing)
 
     async def _compute(self, hospital_id: str, state: _Hospital) -> bytes:
@@ -87,7 +92,8 @@ class MetricsService:
             active, critical = await self.store.open_counts(hospital_id)
             stats = await self.store.response_stats(hospital_id, now - WINDOW_S, now, self.targets)
         finally:
-            state.computing = None
+            if state.computing is asyncio.current_task():
+                state.computing = None
         metrics = Metrics(
             hospital_id=hospital_id,
             active_alerts=active,

@@ -1,10 +1,14 @@
-"""The SQLite schema and its migrations, run at start-up (PRAGMA user_version).
+"""The SQLite file: its schema and migrations, run at start-up (PRAGMA user_version), and
+its journal mode (WAL, kept in the file).
 
 Each migration runs once, in order, in its own transaction; a database from a newer version
 than this code knows is refused rather than guessed at.
 """
 
 from __future__ import annotations
+
+import asyncio
+import sqlite3
 
 import aiosqlite
 
@@ -48,6 +52,7 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+WAL_ATTEMPTS = 20
 
 
 class SchemaError(Exception):
@@ -60,17 +65,56 @@ async def schema_version(db: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+async def use_wal(db: aiosqlite.Connection) -> None:
+    """WAL is kept in the file. Switching a new file to it takes a lock SQLite does not wait
+    for (busy_timeout does not apply), so a second process opening it just then retries."""
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or attempt == WAL_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.01 * (attempt + 1))
+
+
 async def migrate(db: aiosqlite.Connection) -> int:
     """Bring the database to SCHEMA_VERSION; returns the version it had."""
     found = await schema_version(db)
-    if found > SCHEMA_VERSION:
-        raise SchemaError(
-            f"the database has schema version {found}; this server knows up to {SCHEMA_VERSION}"
-        )
     for version in range(found + 1, SCHEMA_VERSION + 1):
-        script = MIGRATIONS[version - 1]
-        # executescript commits first; the whole step is one transaction of its own.
-        await db.executescript(
-            f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
+        # The version is read again under the write lock: another process opening the same
+        # new file at the same moment may have run this step already.
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            current = _known(await schema_version(db))
+            if current < version:
+                for statement in _statements(MIGRATIONS[version - 1]):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {version}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+    return _known(found)
+
+
+def _known(version: int) -> int:
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"the database has schema version {version}; this server knows up to {SCHEMA_VERSION}"
         )
-    return found
+    return version
+
+
+def _statements(script: str) -> list[str]:
+    """A migration's statements, one by one (executescript would commit the transaction)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise SchemaError(f"incomplete statement in a migration: {pending.strip()[:60]!r}")
+    return statements

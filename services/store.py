@@ -17,6 +17,9 @@ from schemas.alerts import Alert, AlertEventType, AlertStatus, Priority
 T = TypeVar("T")
 
 EVENT_ID_DIGITS = 16
+# Each hospital's newest events that retention never prunes (CONTRACT 4: "at least the last
+# 100 events of each hospital are always replayable").
+RETAINED_EVENTS = 100
 
 
 def format_event_id(seq: int) -> str:
@@ -116,7 +119,8 @@ class AlertStore(Protocol):
         """(alert id, due time) of every alert that will escalate by itself."""
 
     async def prune(self, before_ts: float) -> dict[str, int]:
-        """Remove events older than `before_ts`, never one newer than the oldest event of an
-        alert that is not resolved. Returns {hospital: highest pruned seq}."""
+        """Remove events older than `before_ts`, never one of a hospital's newest
+        RETAINED_EVENTS nor one newer than the oldest event of an alert that is not resolved.
+        Returns {hospital: highest pruned seq}."""
 
     async def healthy(self) -> bool: ...

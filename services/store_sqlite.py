@@ -24,7 +24,8 @@ import aiosqlite
 
 from rpc.errors import ErrorCode, RpcError
 from schemas.alerts import Alert, AlertStatus, Priority
-from services.sqlite_schema import migrate
+from services.sqlite_retention import prune_events
+from services.sqlite_schema import migrate, use_wal
 from services.store import AlertRecord, ResponseStats, StagedChange, StoredEvent, Transaction
 
 log = logging.getLogger("alertwire.store")
@@ -72,6 +73,13 @@ class _Pending:
     changes: list[tuple[StagedChange, StoredEvent]] = field(default_factory=list)
 
 
+def _shut_out(pending: _Pending) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(
+            RpcError(ErrorCode.SERVICE_UNAVAILABLE, "The server is shutting down")
+        )
+
+
 class _BatchTx:
     """One operation's view of the batch: earlier operations' staged records are visible."""
 
@@ -113,21 +121,38 @@ class SqliteAlertStore:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        self._db = await self._connect()
-        await migrate(self._db)
-        self._reader = self._db if self.path == ":memory:" else await self._connect()
-        async with self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events") as cur:
-            row = await cur.fetchone()
-        self._next_seq = int(row[0] if row else 0) + 1
+        try:
+            self._db = await self._connect()
+            await migrate(self._db)
+            self._reader = self._db if self.path == ":memory:" else await self._connect()
+            self._next_seq = await self._max_seq(self._db) + 1
+        except BaseException:
+            await self.close()  # a refused or broken file leaves no connection (thread) behind
+            raise
         self._writer = asyncio.create_task(self._write_forever(), name="alert-store-writer")
 
     async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute(f"PRAGMA synchronous={self.synchronous}")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
+        try:
+            # First, so that the other pragmas (WAL needs a lock) wait for another process too.
+            await db.execute("PRAGMA busy_timeout=5000")
+            await use_wal(db)
+            await db.execute(f"PRAGMA synchronous={self.synchronous}")
+            await db.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            await db.close()
+            raise
         return db
+
+    @staticmethod
+    async def _max_seq(db: aiosqlite.Connection) -> int:
+        """The highest position ever used, pruned ones included: ids are never reused."""
+        async with db.execute(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0), "
+            "COALESCE((SELECT MAX(pruned_through) FROM prune_marks), 0))"
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0] if row else 0)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -136,11 +161,7 @@ class SqliteAlertStore:
                 await self._writer
             self._writer = None
         while not self._queue.empty():
-            pending = self._queue.get_nowait()
-            if not pending.future.done():
-                pending.future.set_exception(
-                    RpcError(ErrorCode.SERVICE_UNAVAILABLE, "The server is shutting down")
-                )
+            _shut_out(self._queue.get_nowait())
         for db in {id(c): c for c in (self._reader, self._db) if c is not None}.values():
             await db.close()
         self._db = self._reader = None
@@ -175,9 +196,8 @@ class SqliteAlertStore:
             try:
                 await self._run_batch(batch)
             except asyncio.CancelledError:
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.cancel()
+                for pending in batch:  # callers get an error to report, not a cancellation
+                    _shut_out(pending)
                 raise
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
@@ -186,6 +206,8 @@ class SqliteAlertStore:
         results: list[tuple[_Pending, Any, BaseException | None]] = []
         try:
             await db.execute("BEGIN IMMEDIATE")
+            # Another writer on the same file may have appended since: continue after it.
+            self._next_seq = first_seq = max(first_seq, await self._max_seq(db) + 1)
             for pending in batch:
                 if pending.future.cancelled():
                     continue
@@ -207,6 +229,9 @@ class SqliteAlertStore:
                 await db.execute("ROLLBACK")
             self._next_seq = first_seq
             self._staged.clear()
+            for pending in batch:  # what it read may be stale (another writer): read it again
+                for change, _ in pending.changes:
+                    self._cache.pop(change.record.alert.id, None)
             if not isinstance(exc, RpcError):
                 log.error("a write batch failed and was rolled back", exc_info=exc)
             for pending in batch:
@@ -217,7 +242,10 @@ class SqliteAlertStore:
             self._remember(record)
         self._staged.clear()
         if changes:
-            self.on_commit([event for _, event in changes])
+            try:
+                self.on_commit([event for _, event in changes])
+            except Exception:  # committed all the same: the callers must hear so
+                log.exception("publishing committed events failed")
         for pending, value, error in results:
             if pending.future.done():
                 continue
@@ -276,6 +304,9 @@ class SqliteAlertStore:
     # --- reads ----------------------------------------------------------------------------
 
     def _remember(self, record: AlertRecord) -> None:
+        cached = self._cache.get(record.alert.id)
+        if cached is not None and cached.alert.version > record.alert.version:
+            return  # a read that began before a commit finished after it: keep the newer
         self._cache[record.alert.id] = record
         self._cache.move_to_end(record.alert.id)
         while len(self._cache) > CACHE_SIZE:
@@ -307,7 +338,7 @@ class SqliteAlertStore:
             query += " AND status = ?"
             args.append(status)
         if cursor is not None:
-            if not cursor.isdigit():
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
                 raise RpcError(
                     ErrorCode.BAD_REQUEST,
                     "Invalid cursor",
@@ -400,28 +431,3 @@ class SqliteAlertStore:
             return await prune_events(self._conn(), before_ts)
 
         return await self.transact(operation)
-
-
-async def prune_events(db: aiosqlite.Connection, before_ts: float) -> dict[str, int]:
-    """Inside the writer's transaction: per hospital, delete what retention allows and record
-    the highest pruned position (a resume from at or below it gets `stream.reset`)."""
-    async with db.execute(
-        "SELECT e.hospital_id, MAX(e.seq) FROM events e WHERE e.occurred_ts < ? "
-        "AND e.seq < COALESCE((SELECT MIN(f.seq) FROM events f JOIN alerts a ON a.id = f.alert_id "
-        "WHERE a.status != 'resolved' AND f.hospital_id = e.hospital_id), 1 << 62) "
-        "GROUP BY e.hospital_id",
-        (before_ts,),
-    ) as cur:
-        marks = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
-    for hospital_id, through in marks.items():
-        await db.execute(
-            "DELETE FROM events WHERE hospital_id = ? AND seq <= ? AND occurred_ts < ?",
-            (hospital_id, through, before_ts),
-        )
-        await db.execute(
-            "INSERT INTO prune_marks (hospital_id, pruned_through) VALUES (?, ?) "
-            "ON CONFLICT(hospital_id) DO UPDATE SET "
-            "pruned_through = MAX(pruned_through, excluded.pruned_through)",
-            (hospital_id, through),
-        )
-    return marks

@@ -50,6 +50,7 @@ def test_schemas_import_only_pydantic() -> None:
         "schemas",
         "__future__",
         "typing",
+        "typing_extensions",  # pydantic's own typing backport (TypeAliasType before 3.12)
         "datetime",
         "enum",
         "collections",
