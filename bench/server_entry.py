@@ -56,10 +56,9 @@ async def start_standin(config: server_config.ServerConfig) -> tuple[server_main
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=4096)
     await site.start()
-    server = site._server
     port = config.port
-    if isinstance(server, asyncio.base_events.Server) and server.sockets:
-        port = server.sockets[0].getsockname()[1]
+    if runner.addresses:  # the bound port, for port 0 (any event loop)
+        port = int(runner.addresses[0][1])
     state.ready = True
 
     async def publish(seq: int) -> None:

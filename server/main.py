@@ -63,9 +63,8 @@ async def start(config: ServerConfig) -> Running:
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=4096)
     await site.start()
     port = config.port
-    server = site._server  # the bound port, for WEBSOCKET_PORT=0
-    if isinstance(server, asyncio.base_events.Server) and server.sockets:
-        port = server.sockets[0].getsockname()[1]
+    if runner.addresses:  # the bound port, for port 0 (any event loop)
+        port = int(runner.addresses[0][1])
     state.ready = True
     return Running(app, state, runner, services, config.host, port)
 

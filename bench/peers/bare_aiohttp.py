@@ -94,10 +94,9 @@ async def main(port: int, progress: str | None, workers: int, hospital: str) -> 
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
     await site.start()
-    server = site._server
     bound = port
-    if isinstance(server, asyncio.base_events.Server) and server.sockets:
-        bound = server.sockets[0].getsockname()[1]
+    if runner.addresses:  # the bound port, for port 0 (any event loop)
+        bound = int(runner.addresses[0][1])
     print(f"listening on http://127.0.0.1:{bound}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
