@@ -28,7 +28,7 @@ from rpc.identity import identity_of
 from rpc.limits import id_too_long
 from rpc.openrpc import discover
 from rpc.router import Kind, Procedure, field_errors
-from rpc.stream import encoded_id
+from rpc.stream import FrameTail
 from schemas.system import AuthenticateInput
 
 if TYPE_CHECKING:
@@ -60,6 +60,9 @@ def _usable_id(message: Any) -> Any:
     return None
 
 
+_TRACKED_TAIL = FrameTail(lambda eid, payload: b',"id":' + eid + b',"data":' + payload + b"}}")
+
+
 class JsonRpcEnvelope:
     """Frames of one JSON-RPC subscription; the constant parts are built once."""
 
@@ -80,7 +83,7 @@ class JsonRpcEnvelope:
     def event(self, event_id: str | None, payload: bytes) -> bytes:
         if event_id is None:
             return self._head + b',"data":' + payload + self._tail
-        return self._head + b',"id":' + encoded_id(event_id) + b',"data":' + payload + self._tail
+        return self._head + _TRACKED_TAIL.get(event_id, payload)
 
     def ended(self, error: RpcError | None) -> list[bytes]:
         params: dict[str, Any] = {"subscription": self.sid}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -22,16 +22,25 @@ from rpc.errors import RpcError
 T = TypeVar("T")
 
 
-_last_id: tuple[str, bytes] = ("", b'""')
+class FrameTail:
+    """The end of an event frame that every subscriber of a dialect shares: from the event id to
+    the last brace. Fan-out asks for the same event's tail once per subscriber in a row, so the
+    last one is kept; only the head (the subscription's own id) is joined per subscriber. Keyed
+    by the payload object itself, which is shared, never copied."""
 
+    __slots__ = ("_build", "_event_id", "_payload", "_tail")
 
-def encoded_id(event_id: str) -> bytes:
-    """An event id as JSON. Fan-out asks for the same id once per subscriber in a row, so the
-    last one is kept rather than encoded again."""
-    global _last_id
-    if _last_id[0] != event_id:
-        _last_id = (event_id, orjson.dumps(event_id))
-    return _last_id[1]
+    def __init__(self, build: Callable[[bytes, bytes], bytes]) -> None:
+        self._build = build  # (event id as JSON, payload) -> tail
+        self._event_id = ""
+        self._payload = b""
+        self._tail = b""
+
+    def get(self, event_id: str, payload: bytes) -> bytes:
+        if payload is not self._payload or event_id != self._event_id:
+            self._tail = self._build(orjson.dumps(event_id), payload)
+            self._event_id, self._payload = event_id, payload
+        return self._tail
 
 
 @dataclass(frozen=True, slots=True)

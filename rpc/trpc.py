@@ -14,7 +14,7 @@ import orjson
 from rpc.errors import ErrorCode, RpcError, parse_error, to_rpc_error
 from rpc.limits import id_too_long
 from rpc.router import Kind
-from rpc.stream import encoded_id
+from rpc.stream import FrameTail
 
 if TYPE_CHECKING:
     from rpc.session import Session
@@ -40,6 +40,11 @@ def _head(request_id: Any, echo: bool) -> bytes:
     return prefix + orjson.dumps(request_id)
 
 
+_TRACKED_TAIL = FrameTail(
+    lambda eid, payload: b',"id":' + eid + b',"data":{"id":' + eid + b',"data":' + payload + b"}}}"
+)
+
+
 class TrpcEnvelope:
     __slots__ = ("_data", "_error_head", "_head", "path")
 
@@ -59,10 +64,7 @@ class TrpcEnvelope:
     def event(self, event_id: str | None, payload: bytes) -> bytes:
         if event_id is None:
             return self._data + b',"data":' + payload + b"}}"
-        eid = encoded_id(event_id)
-        return (
-            self._data + b',"id":' + eid + b',"data":{"id":' + eid + b',"data":' + payload + b"}}}"
-        )
+        return self._data + _TRACKED_TAIL.get(event_id, payload)
 
     def error(self, error: RpcError) -> bytes:
         return self._error_head + orjson.dumps(error.to_dict(DIALECT, self.path)) + b"}"

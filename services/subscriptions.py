@@ -207,7 +207,7 @@ class AlertStream(PushStream):
         topic.attach(self)
 
     def push(self, event: StoredEvent) -> None:
-        if self.closed:
+        if self._closed:  # the attribute, not the property: this runs once per subscriber
             return
         if self._held is not None:
             self._held.append(event)
