@@ -41,7 +41,12 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--dialect", choices=["jsonrpc", "trpc"], default="jsonrpc")
     p.add_argument("--workers", "-p", type=int, default=2, help="load-generator processes")
     p.add_argument("--window", type=int, default=256)
-    p.add_argument("--publisher-connections", type=int, default=1)
+    p.add_argument(
+        "--publisher-connections",
+        type=int,
+        default=8,
+        help="concurrent publishers (devices); each sends its calls in order (default 8)",
+    )
     p.add_argument("--in-flight", type=int, default=16, help="calls per publisher connection")
     p.add_argument("--publisher-role", default="service")
     p.add_argument("--hospital", default="h-bench")
