@@ -15,6 +15,7 @@ from rpc.connections import ConnectionRegistry
 from rpc.dispatch import Dispatcher
 from rpc.transport_aiohttp import HEALTH_KEY, ServerState, create_app, shutdown
 from server.config import ServerConfig
+from server.files import fit_to_file_limit
 from services.container import Services
 
 log = logging.getLogger("alertwire.server")
@@ -46,7 +47,7 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Ser
     state = ServerState(
         dispatcher=Dispatcher(app_router, services),
         auth=config.auth,
-        limits=config.limits,
+        limits=fit_to_file_limit(config.limits),
         registry=registry,
         origins=config.origins,
     )
