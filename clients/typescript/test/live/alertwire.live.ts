@@ -36,6 +36,40 @@ test('queries over the socket', { skip: SKIP }, async () => {
   assert.equal(me.sub, 'nurse-live');
 });
 
+test('a mutation and a tracked subscription over the socket', { skip: SKIP }, async () => {
+  await until(() => client.status === 'open', 5000, 'open');
+  const events: Array<{ id: string; data: { type: string; alertId?: string } }> = [];
+  let started = false;
+  const sub = client.healthcare.subscribeToAlerts.subscribe(
+    { hospitalId: 'h1' },
+    {
+      onStarted: () => (started = true),
+      onData: (event) => events.push(event),
+      onError: (error) => assert.fail(error),
+    },
+  );
+  try {
+    await until(() => started, 5000, 'started');
+    const alert = await client.healthcare.createAlert.mutate({
+      hospitalId: 'h1',
+      type: 'fall',
+      priority: 'critical',
+      title: 'Fall detected, room 9',
+    });
+    assert.equal(alert.createdBy, 'nurse-live');
+    const acked = await client.healthcare.acknowledgeAlert.mutate({ alertId: alert.id });
+    assert.equal(acked.status, 'acknowledged');
+    await until(() => events.length === 2, 5000, 'both events');
+    assert.deepEqual(
+      events.map((e) => [e.data.type, e.data.alertId]),
+      [['alert.created', alert.id], ['alert.acknowledged', alert.id]],
+    );
+    assert.ok(events[0]!.id < events[1]!.id);
+  } finally {
+    sub.unsubscribe();
+  }
+});
+
 test('network cut: reconnects by itself when the network is back', { skip: SKIP }, async () => {
   proxy.cut();
   await until(() => client.status !== 'open', 5000, 'leaving open');
