@@ -21,8 +21,6 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-
 from bench import standin
 from bench.inproc import publish_on_command
 from bench.publisher import alert_input
@@ -51,20 +49,12 @@ async def start_standin(config: server_config.ServerConfig) -> tuple[server_main
         registry=ConnectionRegistry(),
         origins=config.origins,
     )
-    app = create_app(state)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=4096)
-    await site.start()
-    port = config.port
-    if runner.addresses:  # the bound port, for port 0 (any event loop)
-        port = int(runner.addresses[0][1])
-    state.ready = True
+    running = await server_main.listen(create_app(state), state, hub, config)
 
     async def publish(seq: int) -> None:
         hub.publish(alert_input(HOSPITAL[0], seq))
 
-    return server_main.Running(app, state, runner, hub, config.host, port), publish
+    return running, publish
 
 
 HOSPITAL = ["h-bench"]

@@ -56,8 +56,10 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Ser
     return app, state, services
 
 
-async def start(config: ServerConfig) -> Running:
-    app, state, services = await build(config)
+async def listen(
+    app: web.Application, state: ServerState, services: Any, config: ServerConfig
+) -> Running:
+    """Bind and start serving `app`; the state turns ready once the port is bound."""
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     # A deep accept queue: after a restart every dashboard reconnects at once.
@@ -68,6 +70,11 @@ async def start(config: ServerConfig) -> Running:
         port = int(runner.addresses[0][1])
     state.ready = True
     return Running(app, state, runner, services, config.host, port)
+
+
+async def start(config: ServerConfig) -> Running:
+    app, state, services = await build(config)
+    return await listen(app, state, services, config)
 
 
 async def stop(running: Running) -> None:

@@ -151,6 +151,21 @@ async def test_twenty_clinicians_racing_leave_a_consistent_store_and_log(tmp_pat
             await client.close()
 
 
+async def run_smoke(cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """scripts/test_websocket_alerts.py as a user runs it: (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "scripts" / "test_websocket_alerts.py"),
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
 async def test_the_smoke_script_passes_against_a_fresh_server(tmp_path: Path) -> None:
     server = await start_server(tmp_path)  # development mode: the script mints its own token
     try:
@@ -159,34 +174,17 @@ async def test_the_smoke_script_passes_against_a_fresh_server(tmp_path: Path) ->
             "ALERTWIRE_URL": server.ws_url,
             "TEST_HOSPITAL_ID": "ward-7",
         }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "scripts" / "test_websocket_alerts.py"),
-            cwd=tmp_path,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        text = out.decode()
-        assert proc.returncode == 0, text + err.decode()
-        assert "PASS" in text
+        code, out, err = await run_smoke(tmp_path, env)
+        assert code == 0, out + err
+        assert "PASS" in out
         for step in ("createAlert", "acknowledgeAlert", "resolveAlert", "alert.resolved"):
-            assert step in text
+            assert step in out
     finally:
         await server.stop()
 
 
 async def test_the_smoke_script_fails_loudly_without_a_server(tmp_path: Path) -> None:
     env = {**os.environ, "ALERTWIRE_URL": "ws://127.0.0.1:9/api/trpc", "JWT_SECRET": SECRET}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "scripts" / "test_websocket_alerts.py"),
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1
-    assert b"FAIL" in err
+    code, _, err = await run_smoke(tmp_path, env)
+    assert code == 1
+    assert "FAIL" in err
