@@ -24,11 +24,9 @@ def main() -> int:
         return 2
     try:
         import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    return int(runner(run(config)))
+    except ImportError:  # optional (the `fast` extra): the standard loop serves as well
+        return asyncio.run(run(config))
+    return uvloop.run(run(config))
 
 
 if __name__ == "__main__":
