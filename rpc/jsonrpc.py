@@ -7,6 +7,7 @@ subscriptions and errors are ours, so events never pass through it.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -109,10 +110,17 @@ async def _handle_batch(session: Session, batch: list[Any]) -> None:
         session.transport.send(failure(None, invalid_request()))
         return
     # The session refused batches over Limits.max_batch before they got here.
+    if all(_plain_call(session, element) for element in batch):
+        # The specification lets a batch run as concurrent tasks: mutations then share a
+        # commit. Anything else (auth, subscriptions, stops) keeps the batch in order.
+        results = await asyncio.gather(
+            *(_handle_one(session, element, in_batch=True) for element in batch)
+        )
+    else:
+        results = [await _handle_one(session, element, in_batch=True) for element in batch]
     replies: list[bytes] = []
     pending: list[Subscription] = []
-    for element in batch:
-        reply, sub = await _handle_one(session, element, in_batch=True)
+    for reply, sub in results:
         if reply is not None:
             replies.append(reply)
         if sub is not None:
@@ -121,6 +129,13 @@ async def _handle_batch(session: Session, batch: list[Any]) -> None:
         session.transport.send(b"[" + b",".join(replies) + b"]")
     for sub in pending:  # events only after the reply that announces them
         await sub.run()
+
+
+def _plain_call(session: Session, message: Any) -> bool:
+    """A request for a query or a mutation of the router."""
+    method = message.get("method") if isinstance(message, dict) else None
+    proc = session.dispatcher.router.get(method) if isinstance(method, str) else None
+    return proc is not None and proc.kind is not Kind.SUBSCRIPTION
 
 
 async def _handle_one(

@@ -152,6 +152,11 @@ class Session:
             return
         if trpc_batch and not self.http:
             self.used_trpc = True
+            if all(m["method"] in ("query", "mutation") for m in message):
+                # Replies are separate frames with their own ids: the calls run concurrently,
+                # and mutations share a commit. Otherwise (params, subscriptions) in order.
+                await asyncio.gather(*(trpc.handle(self, element) for element in message))
+                return
             for element in message:
                 await trpc.handle(self, element)
             return

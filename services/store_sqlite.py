@@ -117,6 +117,7 @@ class SqliteAlertStore:
         self._next_seq = 1
         self._staged: dict[str, AlertRecord] = {}
         self._cache: OrderedDict[str, AlertRecord] = OrderedDict()
+        self.commits = 0  # write transactions committed (each carries a whole batch)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -238,6 +239,7 @@ class SqliteAlertStore:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
             return
+        self.commits += 1
         for record in self._staged.values():
             self._remember(record)
         self._staged.clear()

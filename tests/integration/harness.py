@@ -65,7 +65,8 @@ class RpcClient:
         self._next = 0
         self._pending: dict[Any, asyncio.Future[Any]] = {}
         self.events: dict[str, asyncio.Queue[dict[str, Any]]] = {}
-        self.log: list[dict[str, Any]] = []  # every frame, in order
+        self.log: list[Any] = []  # every frame, in order
+        self._batches: list[asyncio.Future[list[Any]]] = []  # replies to batches, in order
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -82,7 +83,9 @@ class RpcClient:
                 continue
             frame = orjson.loads(msg.data)
             self.log.append(frame)
-            if isinstance(frame, dict) and frame.get("id") in self._pending:
+            if isinstance(frame, list) and self._batches:
+                self._batches.pop(0).set_result(frame)
+            elif isinstance(frame, dict) and frame.get("id") in self._pending:
                 self._pending.pop(frame["id"]).set_result(frame)
             elif isinstance(frame, dict) and frame.get("method") in (
                 "subscription",
@@ -101,6 +104,13 @@ class RpcClient:
             request["params"] = params
         await self.ws.send_str(orjson.dumps(request).decode())
         return dict(await asyncio.wait_for(future, 10))
+
+    async def batch(self, requests: list[dict[str, Any]]) -> list[Any]:
+        """Send a JSON-RPC batch as one frame; its reply (one array frame)."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._batches.append(future)
+        await self.ws.send_str(orjson.dumps(requests).decode())
+        return await asyncio.wait_for(future, 10)
 
     async def call(self, method: str, params: Any = None) -> Any:
         reply = await self.raw(method, params)

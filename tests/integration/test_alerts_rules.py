@@ -188,3 +188,32 @@ async def test_the_smoke_script_fails_loudly_without_a_server(tmp_path: Path) ->
     code, _, err = await run_smoke(tmp_path, env)
     assert code == 1
     assert "FAIL" in err
+
+
+async def test_a_batch_of_alerts_shares_one_commit_and_answers_in_order(tmp_path: Path) -> None:
+    """A gateway that sends its devices' alerts as one JSON-RPC batch: the calls run
+    concurrently, so the store commits them together; replies keep the request order."""
+    async with running_server(tmp_path) as running, aiohttp.ClientSession() as http:
+        gateway = await RpcClient.connect(http, running, token("gateway", "service", ["h1"]))
+        nurse = await RpcClient.connect(http, running, token("nurse-1", "nurse", ["h1"]))
+        sid = await nurse.subscribe("healthcare.subscribeToAlerts", {"hospitalId": "h1"})
+        store = running.services.store
+        before = store.commits
+        batch = [
+            {
+                "jsonrpc": "2.0",
+                "id": n,
+                "method": "healthcare.createAlert",
+                "params": alert_input(title=f"bed {n}"),
+            }
+            for n in range(20)
+        ]
+        replies = await gateway.batch(batch)
+        assert [r["id"] for r in replies] == list(range(20))
+        assert [r["result"]["title"] for r in replies] == [f"bed {n}" for n in range(20)]
+        assert store.commits - before < 20  # committed together, not one by one
+        events = [await nurse.next_event(sid) for _ in range(20)]
+        assert {e["data"]["alertId"] for e in events} == {r["result"]["id"] for r in replies}
+        assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+        await gateway.close()
+        await nurse.close()

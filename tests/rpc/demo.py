@@ -3,6 +3,7 @@ feed with replay (like the alert stream), a generator subscription and failure c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -156,6 +157,25 @@ async def boom(ctx: Context) -> str:
 @router.mutation(name="demo.conflict", roles={"admin"})
 async def conflict(ctx: Context, input: EchoInput) -> str:
     raise RpcError(ErrorCode.CONFLICT, "Already done", {"status": "resolved"})
+
+
+class MeetInput(InputModel):
+    name: Annotated[str, Field(max_length=20)]
+
+
+_waiting: list[asyncio.Future[str]] = []
+
+
+@router.mutation(name="demo.meet", public=True)
+async def meet(ctx: Context, input: MeetInput) -> str:
+    """Pairs up with the next call: the first waits for the second. Two calls in one batch
+    complete only when the batch runs them concurrently."""
+    if _waiting:
+        _waiting.pop().set_result(input.name)
+        return "second"
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    _waiting.append(future)
+    return f"met {await future}"
 
 
 @router.subscription(name="demo.ticks")
