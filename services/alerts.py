@@ -70,7 +70,8 @@ class AlertService:
         self._watchers: list[RecordListener] = []
 
     def watch(self, listener: RecordListener) -> None:
-        """Hear every committed alert state (the escalation policy schedules from it)."""
+        """Hear every alert state as it is staged for commit (the escalation policy schedules
+        from it)."""
         self._watchers.append(listener)
 
     async def get(self, alert_id: str) -> AlertRecord:
@@ -172,8 +173,8 @@ class AlertService:
 
         return self._committed(await self.store.transact(operation))
 
-    @staticmethod
     def _stage(
+        self,
         tx: Transaction,
         record: AlertRecord,
         change: Change,
@@ -186,9 +187,13 @@ class AlertService:
             StagedChange(record, event_type, actor, now, detail),
             lambda seq: event_payload(seq, change, actor, now),
         )
-        return record
-
-    def _committed(self, record: AlertRecord) -> Alert:
+        # Told at staging, inside the writer, so that no caller going away after the commit
+        # can keep it from being heard. Should the commit fail, a watcher has heard of a change
+        # that did not happen: the escalation policy checks the committed state before acting.
         for watcher in self._watchers:
             watcher(record)
+        return record
+
+    @staticmethod
+    def _committed(record: AlertRecord) -> Alert:
         return record.alert

@@ -4,6 +4,9 @@ acknowledged and resolved alerts do not; the schedule survives a restart."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 import pytest
 
 from rpc.connections import ConnectionRegistry
@@ -11,6 +14,7 @@ from schemas.alerts import AlertEvent, Priority, UpdateAlertInput
 from services.alerts import AlertService
 from services.config import DomainConfig, parse_targets
 from services.container import Services
+from services.store import StoredEvent
 from tests.services.conftest import FakeClock, alert_input, decode
 
 CRITICAL = 60.0  # the default targets
@@ -168,3 +172,27 @@ async def test_a_failed_escalation_is_retried(
     assert await services.escalation.run_due() == 1
     assert calls == [alert_id, alert_id]
     assert await level(services, alert_id) == 1
+
+
+async def test_an_alert_whose_caller_went_away_after_the_commit_still_escalates(
+    services: Services, clock: FakeClock
+) -> None:
+    """The caller is cancelled between the commit and its own resumption (at the moment the
+    store publishes): the alert is committed, and the policy has heard of it all the same."""
+    publish = services.store.on_commit
+    caller: list[asyncio.Task[object]] = []
+
+    def publish_then_cancel_the_caller(events: Sequence[StoredEvent]) -> None:
+        publish(events)
+        caller[0].cancel()
+
+    services.store.on_commit = publish_then_cancel_the_caller
+    task = asyncio.create_task(services.alerts.create(alert_input(priority="critical"), "dev-1"))
+    caller.append(task)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    services.store.on_commit = publish
+    (committed,) = await services.store.newest_events("h1", 10)
+    clock.advance(CRITICAL)
+    assert await services.escalation.run_due() == 1
+    assert await level(services, committed.alert_id) == 1
