@@ -430,6 +430,16 @@ class SqliteAlertStore:
 
     async def prune(self, before_ts: float) -> dict[str, int]:
         async def operation(tx: Transaction) -> dict[str, int]:
-            return await prune_events(self._conn(), before_ts)
+            # A savepoint: a prune that fails halfway leaves nothing behind in the batch.
+            db = self._conn()
+            await db.execute("SAVEPOINT prune")
+            try:
+                marks = await prune_events(db, before_ts)
+            except BaseException:
+                await db.execute("ROLLBACK TO prune")
+                await db.execute("RELEASE prune")
+                raise
+            await db.execute("RELEASE prune")
+            return marks
 
         return await self.transact(operation)

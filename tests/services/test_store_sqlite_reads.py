@@ -182,6 +182,25 @@ async def test_prune_removes_events_older_than_the_cutoff(
     assert query(store.path, "SELECT * FROM prune_marks") == [("h1", old_newest)]
 
 
+async def test_a_prune_that_fails_halfway_leaves_the_log_whole(
+    store: SqliteAlertStore, alerts: AlertService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await raise_and_resolve(alerts, 60)
+    before = await seqs(store, "h1")
+
+    async def delete_then_fail(db: Any, before_ts: float) -> dict[str, int]:
+        await db.execute("DELETE FROM events WHERE hospital_id = 'h1'")
+        raise OSError("disk trouble")
+
+    monkeypatch.setattr("services.store_sqlite.prune_events", delete_then_fail)
+    with pytest.raises(OSError, match="disk trouble"):
+        await store.prune(clock() + DAY)
+    assert await seqs(store, "h1") == before
+    assert query(store.path, "SELECT COUNT(*) FROM events") == [(len(before),)]
+    await raise_and_resolve(alerts, 1)  # the store goes on writing
+    assert len(await seqs(store, "h1")) == len(before) + 2
+
+
 async def test_prune_keeps_every_event_from_the_oldest_open_alert_on(
     store: SqliteAlertStore, alerts: AlertService, clock: FakeClock
 ) -> None:
