@@ -12,7 +12,8 @@ import orjson
 
 from services.store import format_event_id
 from tests.integration.harness import RpcClient, running_server, token
-from tests.integration.test_alerts_wire import alert_input, enc, read_sse, trpc, trpc_reply
+from tests.integration.test_alerts_wire import alert_input, enc, trpc, trpc_reply
+from tests.rpc.wire import read_events
 
 
 async def raise_alerts(device: RpcClient, count: int, **changes: Any) -> list[dict[str, Any]]:
@@ -160,7 +161,7 @@ async def test_sse_resumes_from_the_last_event_id_header(tmp_path: Path) -> None
             f"?connectionParams={conn}&input={enc({'hospitalId': 'h1'})}"
         )
         sse = await http.get(url, headers={"Accept": "text/event-stream", "Last-Event-ID": last})
-        events = await read_sse(sse, 1 + len(missed))
+        events = await read_events(sse, 1 + len(missed))
         assert events[0]["event"] == "connected"
         assert [orjson.loads(e["data"])["alertId"] for e in events[1:]] == [a["id"] for a in missed]
         assert [e["id"] for e in events[1:]] == [orjson.loads(e["data"])["id"] for e in events[1:]]

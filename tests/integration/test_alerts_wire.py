@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from tests.integration.harness import RpcClient, running_server, token
+from tests.rpc.wire import read_events
 
 H1_ALERT = {
     "hospitalId": "h1",
@@ -159,21 +160,6 @@ def enc(value: Any) -> str:
     return quote(json.dumps(value, separators=(",", ":")))
 
 
-async def read_sse(resp: aiohttp.ClientResponse, count: int) -> list[dict[str, str]]:
-    events: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    while len(events) < count:
-        line = (await resp.content.readline()).decode().rstrip("\n")
-        if not line:
-            if current:
-                events.append(current)
-                current = {}
-            continue
-        field, _, value = line.partition(": ")
-        current[field] = value
-    return events
-
-
 async def test_lifecycle_over_http_with_an_sse_subscriber(tmp_path: Path) -> None:
     async with running_server(tmp_path) as running, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{running.port}/api/trpc"
@@ -186,7 +172,7 @@ async def test_lifecycle_over_http_with_an_sse_subscriber(tmp_path: Path) -> Non
             f"{base}/healthcare.subscribeToAlerts?connectionParams={conn}&input={enc({'hospitalId': 'h1'})}",
             headers={"Accept": "text/event-stream"},
         )
-        assert (await read_sse(sse, 1))[0]["event"] == "connected"
+        assert (await read_events(sse, 1))[0]["event"] == "connected"
         # a JSON-RPC POST creates, a tRPC POST acknowledges, a tRPC GET reads
         body = {
             "jsonrpc": "2.0",
@@ -208,7 +194,7 @@ async def test_lifecycle_over_http_with_an_sse_subscriber(tmp_path: Path) -> Non
         ) as resp:
             page = (await resp.json())["result"]["data"]
         assert [a["id"] for a in page["items"]] == [alert["id"]]
-        created, acked = await read_sse(sse, 2)
+        created, acked = await read_events(sse, 2)
         assert orjson.loads(created["data"])["type"] == "alert.created"
         assert orjson.loads(acked["data"])["type"] == "alert.acknowledged"
         assert page["lastEventId"] == acked["id"]
