@@ -84,6 +84,7 @@ class Transaction(Protocol):
 
 class AlertStore(Protocol):
     on_commit: Callable[[Sequence[StoredEvent]], None]
+    commits: int  # write transactions committed so far (each may carry many operations)
 
     async def open(self) -> None: ...
 

@@ -13,12 +13,16 @@ the stream with `stream.reset`, never silently.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from rpc.errors import INTERNAL_MESSAGE, ErrorCode, RpcError
 from rpc.stream import EventSink, PushStream
 from schemas.alerts import AlertEvent, AlertEventPage, StreamReset
 from services.store import AlertStore, StoredEvent, format_event_id, parse_event_id
+
+log = logging.getLogger("alertwire.subscriptions")
 
 RING_SIZE = 100
 REPLAY_PAGE = 500
@@ -48,11 +52,17 @@ class Topic:
         ring.append(event)
         self.newest = max(self.newest, event.seq)
         for stream in tuple(self.listeners):
-            stream.push(event)
+            try:
+                stream.push(event)
+            except Exception:  # one broken subscriber must not cost the others the event
+                stream.fail()
         watchers = self.by_alert.get(event.alert_id)
         if watchers:
             for stream in tuple(watchers):
-                stream.push(event)
+                try:
+                    stream.push(event)
+                except Exception:
+                    stream.fail()
 
     def in_ring(self, after: int) -> bool:
         return self.floor is not None and after >= self.floor
@@ -95,7 +105,10 @@ class AlertSubscriptionService:
             if topic is not None:
                 topic.publish(event)
             for listener in tuple(self._listeners):
-                listener(event)
+                try:
+                    listener(event)
+                except Exception:  # metrics or escalation trouble must not stop delivery
+                    log.exception("an alert event listener failed; the others go on")
 
     def pruned(self, marks: dict[str, int]) -> None:
         for hospital_id, through in marks.items():
@@ -242,6 +255,15 @@ class AlertStream(PushStream):
             if len(page) < REPLAY_PAGE:
                 return
             await asyncio.sleep(0)  # let the writers flush before the next page
+
+    def fail(self) -> None:
+        """Delivery to this subscriber broke: log it, end its subscription with an internal
+        error (the client resumes from its last event id), and let the rest go on."""
+        log.exception("delivering an alert event to a subscriber failed")
+        sink = self._sink
+        self.close()
+        if sink is not None:
+            sink.end(RpcError(ErrorCode.INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE))
 
     def _close(self) -> None:
         self.topic.detach(self)
