@@ -158,30 +158,45 @@ def tokens(secret: str, first: int, count: int, hospital: str, role: str = "nurs
 Worker = tuple[multiprocessing.process.BaseProcess, Connection]
 
 
-def spawn_workers(opts: Options, server: Server, progress: Progress, dialect: str) -> list[Worker]:
-    context = multiprocessing.get_context("spawn")
-    workers: list[Worker] = []
-    per, extra = divmod(opts.subscribers, max(opts.workers, 1))
+def split(total: int, parts: int) -> list[tuple[int, int]]:
+    """(first, count) of each of `parts` near-equal shares of `total`."""
+    per, extra = divmod(total, max(parts, 1))
+    shares: list[tuple[int, int]] = []
     first = 0
-    for index in range(opts.workers if opts.subscribers else 0):
+    for index in range(parts):
         count = per + (1 if index < extra else 0)
-        spec = WorkerSpec(
-            index=index,
-            url=server.ws_url,
-            dialect=dialect,
-            procedure=PROCEDURE,
-            hospital=opts.hospital,
-            tokens=tokens(server.secret, first, count, opts.hospital),
-            events=opts.events,
-            progress_path=progress.path,
-            workers=progress.workers,
-        )
+        shares.append((first, count))
         first += count
-        parent, child = context.Pipe()
-        proc = context.Process(target=run_worker, args=(spec, child), daemon=True)
-        proc.start()
-        workers.append((proc, parent))
-    return workers
+    return shares
+
+
+def start_worker(spec: WorkerSpec) -> Worker:
+    """A load-generator process running `spec`, with the pipe it reports on."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    proc = context.Process(target=run_worker, args=(spec, child), daemon=True)
+    proc.start()
+    return proc, parent
+
+
+def spawn_workers(opts: Options, server: Server, progress: Progress, dialect: str) -> list[Worker]:
+    parts = opts.workers if opts.subscribers else 0
+    return [
+        start_worker(
+            WorkerSpec(
+                index=index,
+                url=server.ws_url,
+                dialect=dialect,
+                procedure=PROCEDURE,
+                hospital=opts.hospital,
+                tokens=tokens(server.secret, first, count, opts.hospital),
+                events=opts.events,
+                progress_path=progress.path,
+                workers=progress.workers,
+            )
+        )
+        for index, (first, count) in enumerate(split(opts.subscribers, parts))
+    ]
 
 
 def receive(worker: Worker, timeout: float, what: str) -> Any:

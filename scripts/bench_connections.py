@@ -16,7 +16,6 @@ so the accept time is an upper bound.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -26,8 +25,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import procstat  # noqa: E402
-from bench.fanout import PROCEDURE, Options, Worker, receive, start_server, tokens  # noqa: E402
-from bench.loadgen import WorkerSpec, run_worker  # noqa: E402
+from bench.fanout import (  # noqa: E402
+    PROCEDURE,
+    Options,
+    Worker,
+    receive,
+    split,
+    start_server,
+    start_worker,
+    tokens,
+)
+from bench.loadgen import WorkerSpec  # noqa: E402
 from bench.output import raise_file_limit, save  # noqa: E402
 from bench.progress import Progress  # noqa: E402
 
@@ -35,31 +43,24 @@ SETTLE_S = 3.0
 
 
 def spawn(n: int, workers: int, url: str, secret: str, dialect: str, hospital: str) -> list[Worker]:
-    context = multiprocessing.get_context("spawn")
-    spawned: list[Worker] = []
-    per, extra = divmod(n, workers)
-    first = 0
-    for index in range(workers):
-        count = per + (1 if index < extra else 0)
-        spec = WorkerSpec(
-            index=index,
-            url=url,
-            dialect=dialect,
-            procedure=PROCEDURE,
-            hospital=hospital,
-            tokens=tokens(secret, first, count, hospital),
-            events=1,
-            progress_path=None,
-            workers=0,
-            connect_concurrency=32,
-            connect_timeout_s=120.0,
+    return [
+        start_worker(
+            WorkerSpec(
+                index=index,
+                url=url,
+                dialect=dialect,
+                procedure=PROCEDURE,
+                hospital=hospital,
+                tokens=tokens(secret, first, count, hospital),
+                events=1,
+                progress_path=None,
+                workers=0,
+                connect_concurrency=32,
+                connect_timeout_s=120.0,
+            )
         )
-        first += count
-        parent, child = context.Pipe()
-        proc = context.Process(target=run_worker, args=(spec, child), daemon=True)
-        proc.start()
-        spawned.append((proc, parent))
-    return spawned
+        for index, (first, count) in enumerate(split(n, workers))
+    ]
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
