@@ -100,17 +100,17 @@ async def handle(session: Session, message: Any) -> None:
         return
     reply, pending = await _handle_one(session, message, in_batch=False)
     if reply is not None:
-        session.transport.send(reply)
+        session.reply(reply)
     if pending is not None:
         await pending.run()
 
 
 async def _handle_batch(session: Session, batch: list[Any]) -> None:
     if not batch:
-        session.transport.send(failure(None, invalid_request()))
+        session.reply(failure(None, invalid_request()))
         return
     # The session refused batches over Limits.max_batch before they got here.
-    if all(_plain_call(session, element) for element in batch):
+    if all(plain_call(session, element) for element in batch):
         # The specification lets a batch run as concurrent tasks: mutations then share a
         # commit. Anything else (auth, subscriptions, stops) keeps the batch in order.
         results = await asyncio.gather(
@@ -126,12 +126,12 @@ async def _handle_batch(session: Session, batch: list[Any]) -> None:
         if sub is not None:
             pending.append(sub)
     if replies:  # a batch of only notifications gets nothing back
-        session.transport.send(b"[" + b",".join(replies) + b"]")
+        session.reply(b"[" + b",".join(replies) + b"]")
     for sub in pending:  # events only after the reply that announces them
         await sub.run()
 
 
-def _plain_call(session: Session, message: Any) -> bool:
+def plain_call(session: Session, message: Any) -> bool:
     """A request for a query or a mutation of the router."""
     method = message.get("method") if isinstance(message, dict) else None
     proc = session.dispatcher.router.get(method) if isinstance(method, str) else None

@@ -23,6 +23,7 @@ class Limits:
     max_json_depth: int = 32
     max_batch: int = 100  # elements of one batch; a longer batch is refused whole
     max_id_chars: int = 256  # request ids are echoed in every reply and event frame
+    max_calls_in_flight: int = 32  # pipelined calls of one WebSocket running at once
     send_queue_frames: int = 4096  # frames queued for a socket before it counts as stuck
     send_queue_bytes: int = 8 * 1_048_576
     auth_timeout_s: float = 10.0
@@ -69,6 +70,7 @@ class Limits:
             or base.max_message_bytes,
             max_json_depth=num("MAX_JSON_DEPTH", base.max_json_depth, positive=True),
             max_batch=num("MAX_BATCH_SIZE", base.max_batch, positive=True),
+            max_calls_in_flight=num("MAX_CALLS_IN_FLIGHT", base.max_calls_in_flight, positive=True),
             send_queue_frames=num("SEND_QUEUE_FRAMES", base.send_queue_frames, positive=True),
             send_queue_bytes=num("SEND_QUEUE_BYTES", base.send_queue_bytes, positive=True),
             auth_timeout_s=seconds("AUTH_TIMEOUT_SECONDS", base.auth_timeout_s),

@@ -1,8 +1,15 @@
 """One connection's protocol state, free of I/O.
 
 The transport feeds decoded text frames to `Session.receive` and the session writes encoded
-frames through `Transport.send` (which must enqueue, never block). Calls on one connection are
-handled in order; subscription events are pushed from outside through each subscription's sink.
+frames through `Transport.send` (which must enqueue, never block). Subscription events are
+pushed from outside through each subscription's sink.
+
+Calls on a WebSocket are pipelined: a frame that holds only queries and mutations runs as a
+task of its own (at most `Limits.max_calls_in_flight` at once, after which the socket is not
+read until one ends), so a device that sends several mutations without waiting gets them into
+one commit. Replies still go out in the order the requests came, and any other frame (auth,
+connection params, subscriptions, stops) waits for the calls before it: pipelining changes how
+fast a connection is answered, never what it is answered.
 
 Both dialects share this state (CONTRACT 3b): a message whose method is one of tRPC's goes to
 `rpc.trpc`, everything else to `rpc.jsonrpc`.
@@ -11,6 +18,7 @@ Both dialects share this state (CONTRACT 3b): a message whose method is one of t
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import time
@@ -37,6 +45,12 @@ CLOSE_SLOW_CONSUMER = 4008
 CLOSE_SERVICE_RESTART = 1012
 
 _ids = itertools.count(1)
+
+# Inside a pipelined call: the frames it answers with, held until the calls before it are
+# answered. Outside one (None): frames go straight to the transport.
+_held: contextvars.ContextVar[list[bytes] | None] = contextvars.ContextVar(
+    "alertwire_held_replies", default=None
+)
 
 
 class Transport(Protocol):
@@ -86,6 +100,8 @@ class Session:
         self.auth_error = auth_error
         self._on_subscription_end = on_subscription_end
         self._expiry: asyncio.TimerHandle | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+        self._last_answered: asyncio.Future[None] | None = None  # the newest call's turn
         self._auth_deadline: asyncio.TimerHandle | None = None
         if principal is not None:
             self.set_principal(principal)
@@ -96,7 +112,9 @@ class Session:
     # --- frames ------------------------------------------------------------------------------
 
     async def receive(self, text: str) -> None:
-        """Handle one text frame. Never raises: every failure becomes a reply or nothing."""
+        """Handle one text frame. Never raises: every failure becomes a reply or nothing.
+
+        On a WebSocket it returns once a call has started (see the module's docstring)."""
         if self.closed:
             return
         if text == "PING" and not self.http:
@@ -110,6 +128,16 @@ class Session:
             self.metrics.bad_frames.inc("parse")
             self.send_connection_error(parse_error("Invalid JSON"))
             return
+        if not self.http and self._only_calls(message):
+            if len(self._calls) >= self.limits.max_calls_in_flight:
+                await asyncio.wait(self._calls, return_when=asyncio.FIRST_COMPLETED)
+            self._start_call(message)
+            return
+        if self._calls:  # in order with the calls before it
+            await asyncio.wait(self._calls)
+        await self._route_safely(message)
+
+    async def _route_safely(self, message: Any) -> None:
         try:
             await self._route(message)
         except Exception:  # a bug must not take the connection down
@@ -117,6 +145,57 @@ class Session:
             self.send_connection_error(
                 RpcError(ErrorCode.INTERNAL_SERVER_ERROR, "Internal server error")
             )
+
+    def _only_calls(self, message: Any) -> bool:
+        """A request, or a batch of them, for queries and mutations only (in either dialect).
+        Limits (depth, batch size) are checked when it runs, as for any frame."""
+        elements = message if isinstance(message, list) else (message,)
+        if not elements:
+            return False
+        if all(trpc.is_trpc_message(m) for m in elements):
+            return all(m["method"] in ("query", "mutation") for m in elements)
+        return all(jsonrpc.plain_call(self, m) for m in elements)
+
+    def _start_call(self, message: Any) -> None:
+        before = self._last_answered
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._last_answered = mine
+        task = asyncio.create_task(self._call(message, before, mine))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _call(
+        self, message: Any, before: asyncio.Future[None] | None, mine: asyncio.Future[None]
+    ) -> None:
+        held: list[bytes] = []
+        _held.set(held)  # this task's own context
+        try:
+            await self._route_safely(message)
+            if before is not None and not before.done():
+                await asyncio.shield(before)
+        finally:
+            _held.set(None)
+            for frame in held:
+                self.transport.send(frame)
+            mine.set_result(None)
+            if self._last_answered is mine:
+                self._last_answered = None
+
+    async def calls_done(self) -> None:
+        """Until no pipelined call is running (and so every reply has been sent)."""
+        while self._calls:
+            await asyncio.wait(set(self._calls))
+
+    async def settle(self, timeout_s: float) -> None:
+        """Let the calls still running finish (their replies go nowhere once the connection is
+        gone; their effects stand), then cancel what is left."""
+        if not self._calls:
+            return
+        _, late = await asyncio.wait(set(self._calls), timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 
     def receive_binary(self) -> None:
         self.metrics.bad_frames.inc("binary")
@@ -166,8 +245,16 @@ class Session:
             return
         await jsonrpc.handle(self, message)
 
+    def reply(self, frame: bytes) -> None:
+        """A frame that answers a request: held while earlier calls are unanswered."""
+        held = _held.get()
+        if held is None:
+            self.transport.send(frame)
+        else:
+            held.append(frame)
+
     def send(self, payload: Any) -> None:
-        self.transport.send(orjson.dumps(payload))
+        self.reply(orjson.dumps(payload))
 
     def send_connection_error(self, error: RpcError) -> None:
         """An error that belongs to no request (id null), in the socket's dialect."""

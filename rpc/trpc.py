@@ -83,7 +83,7 @@ def reject_all(session: Session, messages: list[Any], error: RpcError) -> None:
         if message["method"] == "connectionParams" or message["method"] == "subscription.stop":
             continue  # not requests: nothing waits for a reply
         if _valid_id(request_id) and not id_too_long(request_id, session.limits):
-            session.transport.send(_head(request_id, message.get("jsonrpc") == "2.0") + body)
+            session.reply(_head(request_id, message.get("jsonrpc") == "2.0") + body)
 
 
 def _valid_id(value: Any) -> bool:
@@ -143,9 +143,9 @@ async def handle(session: Session, message: dict[str, Any]) -> None:
         checked = dispatcher.prepare(ctx, proc, raw_input)
         result = await dispatcher.call(ctx, proc, checked)
     except Exception as exc:
-        session.transport.send(envelope.error(to_rpc_error(exc)))
+        session.reply(envelope.error(to_rpc_error(exc)))
         return
-    session.transport.send(envelope.event(None, result))
+    session.reply(envelope.event(None, result))
 
 
 def _connection_params(session: Session, data: Any) -> None:

@@ -172,6 +172,11 @@ class SqliteAlertStore(SqliteReads):
 
     # --- writes ---------------------------------------------------------------------------
 
+    @property
+    def waiting_writes(self) -> int:
+        """Operations queued for the next write transaction (not yet taken by the writer)."""
+        return self._queue.qsize()
+
     async def transact(self, operation: Callable[[Transaction], Awaitable[T]]) -> T:
         if self._writer is None:
             raise RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Storage is not open")

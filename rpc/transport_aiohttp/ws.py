@@ -22,6 +22,9 @@ CLOSE_INVALID_TEXT = 1007
 # the close. We let it read frames up to this multiple of MAX_MESSAGE_BYTES in full and close
 # with 1009 ourselves; only beyond it does aiohttp cut the connection short.
 HARD_CAP_FACTOR = 8
+# A connection that ends while pipelined calls still run lets them finish (a mutation that was
+# sent is carried out, as it would be had the socket stayed) for up to this long.
+CALLS_GRACE_S = 10.0
 
 
 def _refuse(error: RpcError, status: int | None = None) -> web.Response:
@@ -100,6 +103,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         metrics.connections_open.dec("ws")
         state.sessions.discard(session)
         session.shutdown()
+        await session.settle(CALLS_GRACE_S)
         await conn.out.stop()
     return ws
 

@@ -18,6 +18,7 @@ from services.store import format_event_id
 from tests.integration.harness import SECRET, RpcClient, running_server, token
 from tests.integration.server import ROOT, start_server
 from tests.integration.test_alerts_wire import alert_input
+from tests.rpc.wire import eventually
 
 INVALID_CREATE = [
     ({"extra": 1}, "extra"),
@@ -215,5 +216,45 @@ async def test_a_batch_of_alerts_shares_one_commit_and_answers_in_order(tmp_path
         events = [await nurse.next_event(sid) for _ in range(20)]
         assert {e["data"]["alertId"] for e in events} == {r["result"]["id"] for r in replies}
         assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+        await gateway.close()
+        await nurse.close()
+
+
+async def test_pipelined_alerts_on_one_connection_share_a_commit_and_answer_in_order(
+    tmp_path: Path,
+) -> None:
+    """A gateway that sends its devices' alerts one frame after another without waiting: they
+    run concurrently, so those waiting for the writer are committed together."""
+    async with running_server(tmp_path) as running, aiohttp.ClientSession() as http:
+        gateway = await RpcClient.connect(http, running, token("gateway", "service", ["h1"]))
+        nurse = await RpcClient.connect(http, running, token("nurse-1", "nurse", ["h1"]))
+        sid = await nurse.subscribe("healthcare.subscribeToAlerts", {"hospitalId": "h1"})
+        store = running.services.store
+        # Hold the writer in a transaction of its own, so that the pipelined calls queue up.
+        gate, holding = asyncio.Event(), asyncio.Event()
+
+        async def blocker(tx: object) -> None:
+            holding.set()
+            await gate.wait()
+
+        held = asyncio.create_task(store.transact(blocker))
+        await asyncio.wait_for(holding.wait(), 5)
+        before = store.commits
+        calls = [
+            asyncio.create_task(
+                gateway.raw("healthcare.createAlert", alert_input(title=f"bed {n}"))
+            )
+            for n in range(20)
+        ]
+        await eventually(lambda: store.waiting_writes == 20, "all 20 calls to queue")
+        gate.set()
+        await held
+        replies = await asyncio.gather(*calls)
+        assert store.commits == before + 2  # the blocker's, then all 20 in one
+        assert [r["result"]["title"] for r in replies] == [f"bed {n}" for n in range(20)]
+        order = [f["id"] for f in gateway.log if isinstance(f, dict) and "id" in f]
+        assert order == sorted(order)  # answered in the order they were sent
+        events = [await nurse.next_event(sid) for _ in range(20)]
+        assert {e["data"]["alertId"] for e in events} == {r["result"]["id"] for r in replies}
         await gateway.close()
         await nurse.close()

@@ -178,6 +178,28 @@ async def meet(ctx: Context, input: MeetInput) -> str:
     return f"met {await future}"
 
 
+class Hold:
+    """A call that waits until the test lets it go. Each `demo.hold` call puts a future into
+    `started` (so a test can wait, without sleeping, for the call to be running) and answers
+    with what the test sets it to; `finished` lists the names of calls that ran to the end."""
+
+    def __init__(self) -> None:
+        self.started: asyncio.Queue[tuple[str, asyncio.Future[str]]] = asyncio.Queue()
+        self.finished: list[str] = []
+
+
+holds = Hold()
+
+
+@router.mutation(name="demo.hold", public=True)
+async def hold(ctx: Context, input: MeetInput) -> str:
+    release: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    holds.started.put_nowait((input.name, release))
+    answer = await release
+    holds.finished.append(input.name)
+    return answer
+
+
 @router.subscription(name="demo.ticks")
 async def ticks(ctx: Context, input: TicksInput) -> AsyncIterator[Tick]:
     for n in range(input.count):

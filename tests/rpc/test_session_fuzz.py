@@ -106,15 +106,18 @@ async def exercise(text: str) -> None:
     b = Session(dispatcher, b_out, auth=AUTH, limits=limits)
     a.authenticate(make_token())
     await a.receive(text)
+    await a.calls_done()
     assert all(valid_reply(f) for f in a_out.frames), a_out.frames
     if a_out.closed is None:  # only a refused connectionParams closes, by design
         a_out.frames.clear()
         await a.receive('{"jsonrpc":"2.0","method":"system.ping","id":"after"}')
+        await a.calls_done()
         assert orjson.loads(a_out.frames[-1])["result"] == "pong"
     else:
         assert a_out.closed[0] in (4001, 1008)
     assert b_out.frames == []
     await b.receive('{"jsonrpc":"2.0","method":"system.ping","id":1}')
+    await b.calls_done()
     assert orjson.loads(b_out.frames[0])["result"] == "pong"
     a.shutdown()
     b.shutdown()
