@@ -33,7 +33,7 @@ PROCEDURE = "healthcare.subscribeToAlerts"
 
 @dataclass
 class Options:
-    target: str = "alertwire"  # alertwire | bare | trpc
+    target: str = "alertwire"  # alertwire | bare | floor | trpc
     mode: str = "mutation"  # mutation | service
     dialect: str = "jsonrpc"
     subscribers: int = 1000
@@ -94,6 +94,8 @@ def _command(opts: Options, progress: Progress) -> tuple[list[str], Path]:
         if opts.standin:
             command.append("--standin")
         return command + (service if opts.mode == "service" else []), ROOT
+    if opts.target == "floor":
+        return [sys.executable, "-m", "bench.peers.raw_floor"], ROOT
     if opts.target == "bare":
         command = [sys.executable, "-m", "bench.peers.bare_aiohttp", "--loop", opts.loop]
         return command + (service if opts.mode == "service" else []), ROOT
@@ -211,7 +213,7 @@ def receive(worker: Worker, timeout: float, what: str) -> Any:
 
 
 def dialect_for(opts: Options) -> str:
-    return {"bare": "jsonrpc", "trpc": "trpc"}.get(opts.target, opts.dialect)
+    return {"bare": "jsonrpc", "floor": "jsonrpc", "trpc": "trpc"}.get(opts.target, opts.dialect)
 
 
 class Profiler:
@@ -276,7 +278,7 @@ def run_round(opts: Options) -> dict[str, Any]:
 
 
 def _publish(opts: Options, server: Server, progress: Progress, dialect: str) -> dict[str, Any]:
-    if opts.mode == "service" and opts.target != "trpc":
+    if opts.mode == "service" and opts.target in ("alertwire", "bare"):
         progress.start(opts.events, opts.rate, opts.window)
         deadline = time.monotonic() + 600
         while not progress.slots[DONE] and time.monotonic() < deadline:
@@ -346,7 +348,7 @@ def _report(
         "target": opts.target,
         "mode": publish["mode"],
         "dialect": dialect,
-        "loop": opts.loop if opts.target != "trpc" else "node",
+        "loop": {"trpc": "node", "floor": "selectors"}.get(opts.target, opts.loop),
         "standin": opts.standin if opts.target == "alertwire" else None,
         "subscribers": opts.subscribers,
         "connected": connected,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import resource
 import time
@@ -271,6 +272,9 @@ async def _wait_message(conn: Connection) -> Any:
         await ready
     finally:
         loop.remove_reader(conn.fileno())
+        # A loop may leave the descriptor non-blocking; a result larger than the pipe's buffer
+        # would then fail to send (EAGAIN) instead of waiting for the parent to read.
+        os.set_blocking(conn.fileno(), True)
     return conn.recv()
 
 

@@ -3,7 +3,8 @@
     python scripts/bench_fanout.py                       # 1000 subscribers, saturate, createAlert
     python scripts/bench_fanout.py --rate 100 --events 1000
     python scripts/bench_fanout.py --mode service        # publish in-process through the service
-    python scripts/bench_fanout.py --compare             # + bare aiohttp + official tRPC (Node)
+    python scripts/bench_fanout.py --compare             # + bare aiohttp, official tRPC (Node)
+                                                         #   and the raw-socket floor
     python scripts/bench_fanout.py --subscribers 0 --publisher-connections 8 --events 5000
                                                          # createAlert alone
 
@@ -54,9 +55,14 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--standin", action="store_true", help="RPC core with an in-memory hub")
     p.add_argument("--url", default=None, help="ws://host:port/api/trpc of a running server")
     p.add_argument("--server-pid", type=int, default=None, help="with --url: for CPU and RSS")
-    p.add_argument("--compare", action="store_true", help="also run the bare and tRPC peers")
     p.add_argument(
-        "--target", choices=["alertwire", "bare", "trpc"], default="alertwire", help="one server"
+        "--compare", action="store_true", help="also run the bare, tRPC and raw-socket peers"
+    )
+    p.add_argument(
+        "--target",
+        choices=["alertwire", "bare", "trpc", "floor"],
+        default="alertwire",
+        help="one server",
     )
     p.add_argument("--profile", default=None, help="py-spy raw output path (Alertwire only)")
     p.add_argument("--name", default=None, help="results file name (no extension)")
@@ -122,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     raise_file_limit(opts.subscribers + 1024)
     rounds = [opts]
     if args.compare:
-        rounds += [replace(opts, target="bare", profile=None), replace(opts, target="trpc")]
-        rounds[-1] = replace(rounds[-1], mode="mutation", profile=None)
+        rounds += [
+            replace(opts, target="bare", profile=None),
+            replace(opts, target="trpc", mode="mutation", profile=None),
+            replace(opts, target="floor", mode="mutation", profile=None),
+        ]
     results = []
     for round_opts in rounds:
         result = run_round(round_opts)
@@ -134,16 +143,35 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "results": results,
     }
-    if args.compare:
+    if args.compare and not opts.rate:
         ours = results[0]["delivered_per_s"]
         ratios = {
             "alertwire_over_bare": round(ours / max(results[1]["delivered_per_s"], 1), 3),
             "alertwire_over_trpc": round(ours / max(results[2]["delivered_per_s"], 1), 3),
+            "alertwire_over_floor": round(ours / max(results[3]["delivered_per_s"], 1), 3),
         }
         document["ratios"] = ratios
         print(
             f"ratios: Alertwire/bare {ratios['alertwire_over_bare']:.3f}, "
-            f"Alertwire/tRPC {ratios['alertwire_over_trpc']:.3f}",
+            f"Alertwire/tRPC {ratios['alertwire_over_trpc']:.3f}, "
+            f"Alertwire/raw sockets {ratios['alertwire_over_floor']:.3f}",
+            flush=True,
+        )
+    elif args.compare:  # a fixed rate: what matters is how long delivery takes, side by side
+        latency = {
+            r["target"]: {
+                "alerts_per_s": r["alerts_per_s"],
+                **{k: (r["latency_commit"] or {}).get(k) for k in ("p50_ms", "p99_ms")},
+            }
+            for r in results
+        }
+        document["latency"] = latency
+        print(
+            "latency p50/p99 ms (alerts/s): "
+            + ", ".join(
+                f"{name} {v['p50_ms']}/{v['p99_ms']} ({v['alerts_per_s']})"
+                for name, v in latency.items()
+            ),
             flush=True,
         )
     if not args.no_save:

@@ -4,7 +4,9 @@ every subscriber got every alert exactly once, with increasing event ids. No tim
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from bench.loadgen import (
 )
 from bench.progress import Pacer
 from bench.publisher import MutationPublisher
-from tests.integration.server import start_server
+from tests.integration.server import ROOT, start_server
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("routers.healthcare") is None,
@@ -79,3 +81,48 @@ async def test_every_subscriber_gets_every_alert_once(tmp_path: Path, dialect: s
         for sub in subs:
             sub.close()
         await server.stop()
+
+
+async def test_the_raw_socket_peer_delivers_every_alert_once() -> None:
+    """The benchmark's raw-socket floor is only a fair yardstick if it delivers like a server."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.peers.raw_floor",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    subs: list[Subscriber] = []
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        url = line.strip().removeprefix("listening on ").replace("http://", "ws://") + "/api/trpc"
+        spec = WorkerSpec(
+            index=0,
+            url=url,
+            dialect="jsonrpc",
+            procedure="healthcare.subscribeToAlerts",
+            hospital="h1",
+            tokens=[""] * SUBSCRIBERS,
+            events=ALERTS,
+            progress_path=None,
+            workers=0,
+        )
+        subs, errors = await connect_all(spec, Shared(ALERTS, EVENT_ID_RE["jsonrpc"]))
+        assert errors == []
+        publisher = MutationPublisher(url, "jsonrpc", "h1", "", in_flight=4)
+        report = await publisher.run(ALERTS, Pacer(None, 0.0, ALERTS, stall_s=10.0))
+        assert (report.ok, report.errors) == (ALERTS, 0), report.error_samples
+        await await_delivery(subs, ALERTS, idle_s=10.0)
+        summary = summarize(subs, ALERTS)
+        assert (summary["received"], summary["lost"], summary["duplicated"]) == (
+            SUBSCRIBERS * ALERTS,
+            0,
+            0,
+        )
+        assert summary["misordered"] == 0
+    finally:
+        for sub in subs:
+            sub.close()
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 10) is not None
