@@ -15,22 +15,28 @@ export function useAlerts(hospitalId: string) {
   useEffect(() => {
     let active = true;
     let sub: Unsubscribable | undefined;
-    const refetch = async () => {
+    // A snapshot, then the stream from exactly where the snapshot stands. After a reset (the
+    // history was lost) the same again, with the old stream stopped first: no event applied
+    // while the new snapshot loads can be overwritten by it.
+    const start = async () => {
+      sub?.unsubscribe();
+      sub = undefined;
       const page = await client.healthcare.listAlerts.query({ hospitalId });
-      if (active) setAlerts(page.items);
-      return page.lastEventId; // where this snapshot stands in the event stream
+      if (!active) return;
+      setAlerts(page.items);
+      sub = client.healthcare.subscribeToAlerts.subscribe(
+        { hospitalId, lastEventId: page.lastEventId },
+        {
+          onData: ({ data }) => {
+            if (data.type !== 'stream.reset') setAlerts((list) => upsert(list, data.alert));
+          },
+          onReset: () => { start().catch(console.error); },
+          onError: (error) => console.error(error.kind, error.message),
+        },
+      );
     };
     setAlerts([]);
-    refetch().then((lastEventId) => {
-      if (!active) return;
-      sub = client.healthcare.subscribeToAlerts.subscribe({ hospitalId, lastEventId }, {
-        onData: ({ data }) => {
-          if (data.type !== 'stream.reset') setAlerts((list) => upsert(list, data.alert));
-        },
-        onReset: () => refetch().catch(console.error), // history was lost: take a fresh snapshot
-        onError: (error) => console.error(error.kind, error.message),
-      });
-    }, console.error);
+    start().catch(console.error);
     return () => { active = false; sub?.unsubscribe(); };
   }, [hospitalId]);
   return { alerts, status };
