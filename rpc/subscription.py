@@ -1,13 +1,16 @@
 """One live subscription on a connection, and the envelope its dialect wraps events in.
 
 Hot path: a push source calls `Subscription.event(id, payload)` synchronously with a payload
-encoded once for every subscriber; only the envelope (a few bytes) is built here.
+encoded once for every subscriber; only the envelope (a few bytes) is built here. Where both
+the envelope and the transport can (`event_parts`, `send_parts`), the frame is not even joined
+here: the subscription's own head and the tail every subscriber shares go to the transport as
+they are, which copies them once, into the write.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
@@ -31,7 +34,19 @@ class Envelope(Protocol):
 
 
 class Subscription:
-    __slots__ = ("_send", "_task", "done", "envelope", "key", "params", "proc", "session", "source")
+    __slots__ = (
+        "_parts",
+        "_send",
+        "_send_parts",
+        "_task",
+        "done",
+        "envelope",
+        "key",
+        "params",
+        "proc",
+        "session",
+        "source",
+    )
 
     def __init__(
         self,
@@ -51,6 +66,13 @@ class Subscription:
         self.done = False
         self._task: asyncio.Task[None] | None = None
         self._send = session.transport.send  # looked up once: event() runs per subscriber
+        send = self._send
+        self._send_parts: Callable[[bytes, bytes], None] = getattr(
+            session.transport, "send_parts", lambda head, tail: send(head + tail)
+        )
+        self._parts: Callable[[str | None, bytes], tuple[bytes, bytes]] | None = getattr(
+            envelope, "event_parts", None
+        )
         session.metrics.subscriptions_open.inc()  # and dec once, in _release
 
     async def run(self) -> None:
@@ -68,7 +90,12 @@ class Subscription:
     # EventSink -----------------------------------------------------------------------------
 
     def event(self, event_id: str | None, payload: bytes) -> None:
-        if not self.done:
+        if self.done:
+            return
+        parts = self._parts
+        if parts is not None:
+            self._send_parts(*parts(event_id, payload))
+        else:
             self._send(self.envelope.event(event_id, payload))
 
     def end(self, error: RpcError | None = None) -> None:

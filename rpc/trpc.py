@@ -43,6 +43,7 @@ def _head(request_id: Any, echo: bool) -> bytes:
 _TRACKED_TAIL = FrameTail(
     lambda eid, payload: b',"id":' + eid + b',"data":{"id":' + eid + b',"data":' + payload + b"}}}"
 )
+_PLAIN_TAIL = FrameTail(lambda eid, payload: b',"data":' + payload + b"}}")
 
 
 class TrpcEnvelope:
@@ -65,6 +66,12 @@ class TrpcEnvelope:
         if event_id is None:
             return self._data + b',"data":' + payload + b"}}"
         return self._data + _TRACKED_TAIL.get(event_id, payload)
+
+    def event_parts(self, event_id: str | None, payload: bytes) -> tuple[bytes, bytes]:
+        """`event` as this subscription's head and the tail every subscriber shares."""
+        if event_id is None:
+            return self._data, _PLAIN_TAIL.get("", payload)
+        return self._data, _TRACKED_TAIL.get(event_id, payload)
 
     def error(self, error: RpcError) -> bytes:
         return self._error_head + orjson.dumps(error.to_dict(DIALECT, self.path)) + b"}"

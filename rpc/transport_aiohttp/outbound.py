@@ -214,6 +214,23 @@ class WsOutbound(Outbound):
             self._marked = True
             self._flush_soon.mark(self)
 
+    def send_parts(self, head: bytes, tail: bytes) -> None:
+        """`send(head + tail)` without joining them here: the flush joins everything once."""
+        if self._closing is not None:
+            return
+        if self._blocked:
+            super().send(head + tail)
+            return
+        size = len(head) + len(tail)
+        pending = self._pending
+        pending.append(frame_header(size))
+        pending.append(head)
+        pending.append(tail)
+        self._pending_bytes += size
+        if not self._marked:
+            self._marked = True
+            self._flush_soon.mark(self)
+
     def close(self, code: int, reason: str) -> None:
         self.flush()  # what was sent before the close goes out before it
         super().close(code, reason)
