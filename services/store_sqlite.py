@@ -138,12 +138,13 @@ class SqliteAlertStore(SqliteReads):
     @staticmethod
     async def _max_seq(db: aiosqlite.Connection) -> int:
         """The highest position ever used, pruned ones included: ids are never reused."""
-        async with db.execute(
-            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0), "
-            "COALESCE((SELECT MAX(pruned_through) FROM prune_marks), 0))"
-        ) as cur:
-            row = await cur.fetchone()
-        return int(row[0] if row else 0)
+        rows = list(
+            await db.execute_fetchall(  # one round trip to the database thread, not three
+                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0), "
+                "COALESCE((SELECT MAX(pruned_through) FROM prune_marks), 0))"
+            )
+        )
+        return int(rows[0][0] if rows else 0)
 
     async def close(self) -> None:
         if self._writer is not None:
