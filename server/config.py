@@ -32,6 +32,7 @@ class ServerConfig:
     origins: OriginPolicy
     limits: Limits = field(default_factory=Limits)
     domain: DomainConfig = field(default_factory=DomainConfig)
+    metrics_token: str | None = None  # when set, GET /metrics wants it as a Bearer token
 
     @property
     def development(self) -> bool:
@@ -150,6 +151,9 @@ def load(env: Mapping[str, str] | None = None) -> ServerConfig:
         domain = DomainConfig.from_env(database_url, env)
     except DomainConfigError as exc:
         raise ConfigError(str(exc)) from None
+    metrics_token = env.get("METRICS_TOKEN") or None
+    if metrics_token is not None and len(metrics_token) < 16:
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters")
     return ServerConfig(
         host=env.get("HOST", "127.0.0.1"),
         port=_port(env.get("WEBSOCKET_PORT")),
@@ -161,4 +165,5 @@ def load(env: Mapping[str, str] | None = None) -> ServerConfig:
         origins=_origins(env, production),
         limits=limits,
         domain=domain,
+        metrics_token=metrics_token,
     )

@@ -50,6 +50,7 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Ser
         limits=fit_to_file_limit(config.limits),
         registry=registry,
         origins=config.origins,
+        metrics_token=config.metrics_token,
     )
     app = create_app(state)
     app[HEALTH_KEY].append(services.health)

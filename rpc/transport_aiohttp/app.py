@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 from aiohttp import web
 
+from rpc.auth import bearer_token
 from rpc.errors import ErrorCode, RpcError
 from rpc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from rpc.session import CLOSE_SERVICE_RESTART
@@ -91,8 +93,20 @@ async def handle_health(request: web.Request) -> web.Response:
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition. Counts only: no ids, tokens or patient data."""
+    """Prometheus text exposition. Counts only: no ids, tokens or patient data. With
+    METRICS_TOKEN set, only a scraper that presents it as a Bearer token gets them."""
     state = request.app[STATE_KEY]
+    expected = state.metrics_token
+    if expected is not None:
+        presented = bearer_token(request.headers.get("Authorization")) or ""
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
+            error = RpcError(ErrorCode.UNAUTHORIZED, "A valid metrics token is required")
+            return web.Response(
+                status=401,
+                body=orjson.dumps({"error": error.to_dict("trpc")}),
+                content_type="application/json",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
     return web.Response(
         body=state.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE}
     )

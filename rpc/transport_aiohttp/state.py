@@ -58,6 +58,7 @@ class ServerState:
     registry: ConnectionRegistry
     origins: OriginPolicy = field(default_factory=OriginPolicy)
     metrics: Metrics = field(default_factory=Metrics)
+    metrics_token: str | None = None  # None: GET /metrics is open (keep it internal)
     started_at: float = field(default_factory=time.time)
     ready: bool = False
     shutting_down: bool = False

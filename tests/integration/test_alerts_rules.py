@@ -258,3 +258,17 @@ async def test_pipelined_alerts_on_one_connection_share_a_commit_and_answer_in_o
         assert {e["data"]["alertId"] for e in events} == {r["result"]["id"] for r in replies}
         await gateway.close()
         await nurse.close()
+
+
+async def test_the_metrics_token_from_the_environment_guards_metrics(tmp_path: Path) -> None:
+    secret = "metrics-" + "k" * 24
+    async with (
+        running_server(tmp_path, METRICS_TOKEN=secret) as running,
+        aiohttp.ClientSession() as http,
+    ):
+        url = f"http://127.0.0.1:{running.port}/metrics"
+        async with http.get(url) as resp:
+            assert resp.status == 401
+        async with http.get(url, headers={"Authorization": f"Bearer {secret}"}) as resp:
+            assert resp.status == 200
+            assert "alertwire_connections_open" in await resp.text()

@@ -127,3 +127,27 @@ async def test_metrics_endpoint_and_the_open_connections_gauge(token: object) ->
         assert samples[("alertwire_connections_open", "ws")] == 0
         assert samples[("alertwire_connections_open", "sse")] == 0
         assert samples[("alertwire_subscriptions_open", None)] == 0
+
+
+async def test_with_a_metrics_token_only_its_bearer_gets_the_metrics() -> None:
+    state = make_state(demo.Feed())
+    state.metrics_token = "scrape-" + "x" * 20
+    async with serve(state) as client:
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-token-of-some-length"},
+            {"Authorization": f"Basic {state.metrics_token}"},
+            {"Authorization": f"Bearer {state.metrics_token}x"},
+        ):
+            resp = await client.get("/metrics", headers=headers)
+            assert resp.status == 401, headers
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+            body = await resp.text()
+            assert "alertwire_" not in body
+            assert state.metrics_token not in body
+        resp = await client.get(
+            "/metrics", headers={"Authorization": f"Bearer {state.metrics_token}"}
+        )
+        assert resp.status == 200
+        assert ("alertwire_connections_open", "ws") in parse(await resp.text())
+        assert (await client.get("/health")).status == 200  # health stays open for probes

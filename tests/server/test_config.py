@@ -42,6 +42,7 @@ def test_every_limit_is_configurable() -> None:
             "SEND_QUEUE_FRAMES": "10",
             "SEND_QUEUE_BYTES": "11000",
             "AUTH_TIMEOUT_SECONDS": "2.5",
+            "MAX_CALLS_IN_FLIGHT": "12",
         }
     )
     assert limits == Limits(
@@ -55,6 +56,7 @@ def test_every_limit_is_configurable() -> None:
         send_queue_frames=10,
         send_queue_bytes=11000,
         auth_timeout_s=2.5,
+        max_calls_in_flight=12,
     )
     assert Limits.from_env({}) == Limits()
 
@@ -64,6 +66,7 @@ def test_every_limit_is_configurable() -> None:
     [
         ("MAX_CONNECTIONS", "-1", "non-negative"),
         ("MAX_BATCH_SIZE", "0", "positive"),
+        ("MAX_CALLS_IN_FLIGHT", "0", "positive"),
         ("SEND_QUEUE_FRAMES", "lots", "whole number"),
         ("AUTH_TIMEOUT_SECONDS", "0", "between"),
         ("AUTH_TIMEOUT_SECONDS", "soon", "number of seconds"),
@@ -109,3 +112,12 @@ def test_a_minted_token_verifies_against_the_server_config(tmp_path: Path) -> No
     )
     principal = verify_token(token, load(env).auth)
     assert (principal.sub, principal.role, principal.hospitals) == ("a", "admin", frozenset({"h1"}))
+
+
+def test_the_metrics_token_is_optional_and_must_not_be_guessable(tmp_path: Path) -> None:
+    assert load(env_for(tmp_path)).metrics_token is None
+    assert load(env_for(tmp_path, METRICS_TOKEN="")).metrics_token is None
+    token = "m" * 24
+    assert load(env_for(tmp_path, METRICS_TOKEN=token)).metrics_token == token
+    with pytest.raises(ConfigError, match="METRICS_TOKEN must be at least 16 characters"):
+        load(env_for(tmp_path, METRICS_TOKEN="short"))
