@@ -31,7 +31,7 @@ from rpc.identity import identity_of
 from rpc.limits import id_too_long
 from rpc.openrpc import discover
 from rpc.router import Kind, Procedure, field_errors
-from rpc.stream import FrameTail
+from rpc.stream import UNTRACKED_TAIL, FrameTail
 from schemas.system import AuthenticateInput
 
 if TYPE_CHECKING:
@@ -64,13 +64,12 @@ def _usable_id(message: Any) -> Any:
 
 
 _TRACKED_TAIL = FrameTail(lambda eid, payload: b',"id":' + eid + b',"data":' + payload + b"}}")
-_PLAIN_TAIL = FrameTail(lambda eid, payload: b',"data":' + payload + b"}}")
 
 
 class JsonRpcEnvelope:
     """Frames of one JSON-RPC subscription; the constant parts are built once."""
 
-    __slots__ = ("_head", "_reply", "_tail", "sid")
+    __slots__ = ("_head", "_reply", "sid")
 
     def __init__(self, sid: str, request_id: Any) -> None:
         self.sid = sid
@@ -79,20 +78,18 @@ class JsonRpcEnvelope:
         self._head = (
             b'{"jsonrpc":"2.0","method":"subscription","params":{"subscription":' + sid_json
         )
-        self._tail = b"}}"
 
     def started(self) -> bytes:
         return self._reply
 
     def event(self, event_id: str | None, payload: bytes) -> bytes:
-        if event_id is None:
-            return self._head + b',"data":' + payload + self._tail
-        return self._head + _TRACKED_TAIL.get(event_id, payload)
+        head, tail = self.event_parts(event_id, payload)
+        return head + tail
 
     def event_parts(self, event_id: str | None, payload: bytes) -> tuple[bytes, bytes]:
-        """`event` as this subscription's head and the tail every subscriber shares."""
+        """An event frame as this subscription's head and the tail every subscriber shares."""
         if event_id is None:
-            return self._head, _PLAIN_TAIL.get("", payload)
+            return self._head, UNTRACKED_TAIL.get("", payload)
         return self._head, _TRACKED_TAIL.get(event_id, payload)
 
     def ended(self, error: RpcError | None) -> list[bytes]:

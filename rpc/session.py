@@ -153,7 +153,7 @@ class Session:
         if not elements:
             return False
         if all(trpc.is_trpc_message(m) for m in elements):
-            return all(m["method"] in ("query", "mutation") for m in elements)
+            return all(map(trpc.is_call, elements))
         return all(jsonrpc.plain_call(self, m) for m in elements)
 
     def _start_call(self, message: Any) -> None:
@@ -231,7 +231,7 @@ class Session:
             return
         if trpc_batch and not self.http:
             self.used_trpc = True
-            if all(m["method"] in ("query", "mutation") for m in message):
+            if all(map(trpc.is_call, message)):
                 # Replies are separate frames with their own ids: the calls run concurrently,
                 # and mutations share a commit. Otherwise (params, subscriptions) in order.
                 await asyncio.gather(*(trpc.handle(self, element) for element in message))

@@ -43,6 +43,10 @@ class FrameTail:
         return self._tail
 
 
+# The tail of an untracked event, the same in both dialects: `,"data":<payload>}}`.
+UNTRACKED_TAIL = FrameTail(lambda _eid, payload: b',"data":' + payload + b"}}")
+
+
 @dataclass(frozen=True, slots=True)
 class Tracked(Generic[T]):
     """An event with an id the client can resume from (`lastEventId`)."""

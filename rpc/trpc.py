@@ -14,13 +14,18 @@ import orjson
 from rpc.errors import ErrorCode, RpcError, parse_error, to_rpc_error
 from rpc.limits import id_too_long
 from rpc.router import Kind
-from rpc.stream import FrameTail
+from rpc.stream import UNTRACKED_TAIL, FrameTail
 
 if TYPE_CHECKING:
     from rpc.session import Session
 
 DIALECT = "trpc"
 METHODS = frozenset({"query", "mutation", "subscription", "subscription.stop", "connectionParams"})
+
+
+def is_call(message: dict[str, Any]) -> bool:
+    """A tRPC message (see `is_trpc_message`) that is a query or a mutation."""
+    return message["method"] in ("query", "mutation")
 
 
 def is_trpc_message(message: Any) -> bool:
@@ -43,7 +48,6 @@ def _head(request_id: Any, echo: bool) -> bytes:
 _TRACKED_TAIL = FrameTail(
     lambda eid, payload: b',"id":' + eid + b',"data":{"id":' + eid + b',"data":' + payload + b"}}}"
 )
-_PLAIN_TAIL = FrameTail(lambda eid, payload: b',"data":' + payload + b"}}")
 
 
 class TrpcEnvelope:
@@ -63,14 +67,13 @@ class TrpcEnvelope:
         return self._head + b',"result":{"type":"stopped"}}'
 
     def event(self, event_id: str | None, payload: bytes) -> bytes:
-        if event_id is None:
-            return self._data + b',"data":' + payload + b"}}"
-        return self._data + _TRACKED_TAIL.get(event_id, payload)
+        head, tail = self.event_parts(event_id, payload)
+        return head + tail
 
     def event_parts(self, event_id: str | None, payload: bytes) -> tuple[bytes, bytes]:
-        """`event` as this subscription's head and the tail every subscriber shares."""
+        """An event frame as this subscription's head and the tail every subscriber shares."""
         if event_id is None:
-            return self._data, _PLAIN_TAIL.get("", payload)
+            return self._data, UNTRACKED_TAIL.get("", payload)
         return self._data, _TRACKED_TAIL.get(event_id, payload)
 
     def error(self, error: RpcError) -> bytes:
