@@ -35,6 +35,43 @@ SUBSCRIBERS = 20
 ALERTS = 20
 
 
+async def fan_out(
+    url: str, dialect: str, sub_tokens: list[str], publisher_token: str, subs: list[Subscriber]
+) -> dict[str, int]:
+    """Subscribe every token (into `subs`, which the caller closes), publish ALERTS through
+    `healthcare.createAlert`, wait for delivery; the load generator's count of what arrived."""
+    spec = WorkerSpec(
+        index=0,
+        url=url,
+        dialect=dialect,
+        procedure="healthcare.subscribeToAlerts",
+        hospital="h1",
+        tokens=sub_tokens,
+        events=ALERTS,
+        progress_path=None,
+        workers=0,
+    )
+    connected, errors = await connect_all(spec, Shared(ALERTS, EVENT_ID_RE[dialect]))
+    subs.extend(connected)
+    assert errors == []
+    publisher = MutationPublisher(url, dialect, "h1", publisher_token, in_flight=4)
+    report = await publisher.run(ALERTS, Pacer(None, 0.0, ALERTS, stall_s=10.0))
+    assert (report.ok, report.errors) == (ALERTS, 0), report.error_samples
+    await await_delivery(subs, ALERTS, idle_s=10.0)
+    return summarize(subs, ALERTS)
+
+
+def assert_every_alert_once(summary: dict[str, int]) -> None:
+    assert summary["subscribers"] == SUBSCRIBERS
+    assert summary["received"] == SUBSCRIBERS * ALERTS
+    assert summary["lost"] == 0
+    assert summary["duplicated"] == 0
+    assert summary["unexpected"] == 0
+    assert summary["ids_checked"] == SUBSCRIBERS * ALERTS
+    assert summary["misordered"] == 0
+    assert summary["closed_early"] == 0
+
+
 @pytest.mark.parametrize("dialect", ["jsonrpc", "trpc"])
 async def test_every_subscriber_gets_every_alert_once(tmp_path: Path, dialect: str) -> None:
     server = await start_server(
@@ -47,36 +84,14 @@ async def test_every_subscriber_gets_every_alert_once(tmp_path: Path, dialect: s
     )
     subs: list[Subscriber] = []
     try:
-        spec = WorkerSpec(
-            index=0,
-            url=server.ws_url,
-            dialect=dialect,
-            procedure="healthcare.subscribeToAlerts",
-            hospital="h1",
-            tokens=tokens(SECRET, 0, SUBSCRIBERS, "h1"),
-            events=ALERTS,
-            progress_path=None,
-            workers=0,
+        summary = await fan_out(
+            server.ws_url,
+            dialect,
+            tokens(SECRET, 0, SUBSCRIBERS, "h1"),
+            tokens(SECRET, 0, 1, "h1", "service")[0],
+            subs,
         )
-        subs, errors = await connect_all(spec, Shared(ALERTS, EVENT_ID_RE[dialect]))
-        assert errors == []
-        publisher = MutationPublisher(
-            server.ws_url, dialect, "h1", tokens(SECRET, 0, 1, "h1", "service")[0], in_flight=4
-        )
-        report = await publisher.run(ALERTS, Pacer(None, 0.0, ALERTS, stall_s=10.0))
-        assert (report.ok, report.errors) == (ALERTS, 0), report.error_samples
-
-        await await_delivery(subs, ALERTS, idle_s=10.0)
-
-        summary = summarize(subs, ALERTS)
-        assert summary["subscribers"] == SUBSCRIBERS
-        assert summary["received"] == SUBSCRIBERS * ALERTS
-        assert summary["lost"] == 0
-        assert summary["duplicated"] == 0
-        assert summary["unexpected"] == 0
-        assert summary["ids_checked"] == SUBSCRIBERS * ALERTS
-        assert summary["misordered"] == 0
-        assert summary["closed_early"] == 0
+        assert_every_alert_once(summary)
     finally:
         for sub in subs:
             sub.close()
@@ -97,30 +112,8 @@ async def test_the_raw_socket_peer_delivers_every_alert_once() -> None:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         url = line.strip().removeprefix("listening on ").replace("http://", "ws://") + "/api/trpc"
-        spec = WorkerSpec(
-            index=0,
-            url=url,
-            dialect="jsonrpc",
-            procedure="healthcare.subscribeToAlerts",
-            hospital="h1",
-            tokens=[""] * SUBSCRIBERS,
-            events=ALERTS,
-            progress_path=None,
-            workers=0,
-        )
-        subs, errors = await connect_all(spec, Shared(ALERTS, EVENT_ID_RE["jsonrpc"]))
-        assert errors == []
-        publisher = MutationPublisher(url, "jsonrpc", "h1", "", in_flight=4)
-        report = await publisher.run(ALERTS, Pacer(None, 0.0, ALERTS, stall_s=10.0))
-        assert (report.ok, report.errors) == (ALERTS, 0), report.error_samples
-        await await_delivery(subs, ALERTS, idle_s=10.0)
-        summary = summarize(subs, ALERTS)
-        assert (summary["received"], summary["lost"], summary["duplicated"]) == (
-            SUBSCRIBERS * ALERTS,
-            0,
-            0,
-        )
-        assert summary["misordered"] == 0
+        summary = await fan_out(url, "jsonrpc", [""] * SUBSCRIBERS, "", subs)
+        assert_every_alert_once(summary)
     finally:
         for sub in subs:
             sub.close()

@@ -16,7 +16,7 @@ from rpc.session import Session
 from rpc.transport_aiohttp import create_app
 from tests.conftest import AUTH, demo_router, make_state, make_token
 from tests.rpc import demo
-from tests.rpc.wire import TIMEOUT_S, eventually, recv, send_json
+from tests.rpc.wire import TIMEOUT_S, Recorder, eventually, recv, send_json
 
 Client = TestClient[Any, Any]
 
@@ -202,14 +202,3 @@ async def test_calls_that_outlive_the_grace_are_cancelled(holds: demo.Hold) -> N
     assert release.cancelled()
     assert holds.finished == []
     await session.calls_done()
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def send(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def close(self, code: int, reason: str) -> None:
-        pass

@@ -16,19 +16,7 @@ from rpc.limits import Limits
 from rpc.session import Session
 from tests.conftest import AUTH, demo_router, make_token
 from tests.rpc import demo
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.closed: tuple[int, str] | None = None
-
-    def send(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
+from tests.rpc.wire import Recorder
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -28,6 +28,20 @@ UPGRADE = {
 }
 
 
+class Recorder:
+    """A Session transport that keeps what is sent, for driving a Session without a socket."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.closed: tuple[int, str] | None = None
+
+    def send(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
 def enc(value: Any) -> str:
     """A value as a URL query parameter of JSON."""
     return quote(json.dumps(value, separators=(",", ":")))
