@@ -5,6 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
+_NOTIFICATION_HEAD = (
+    b'{"jsonrpc":"2.0","method":"subscription","params":{"subscription":"s1","id":"'
+)
+
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -42,3 +48,9 @@ def alert_event(seq: int, params: dict[str, Any], actor: str = "bench-publisher"
         "actorId": actor,
         "occurredAt": now,
     }
+
+
+def notification(event: dict[str, Any]) -> bytes:
+    """The JSON-RPC notification carrying `event` to subscription s1, encoded once."""
+    event_id: str = event["id"]
+    return _NOTIFICATION_HEAD + event_id.encode() + b'","data":' + orjson.dumps(event) + b"}}"

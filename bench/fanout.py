@@ -181,6 +181,15 @@ def start_worker(spec: WorkerSpec) -> Worker:
     return proc, parent
 
 
+def stop_all(workers: list[Worker], server: Server, progress: Progress) -> None:
+    """Whatever happened: no load-generator process, server or progress file outlives a run."""
+    for proc, _ in workers:
+        if proc.is_alive():
+            proc.kill()
+    server.stop()
+    progress.close()
+
+
 def spawn_workers(opts: Options, server: Server, progress: Progress, dialect: str) -> list[Worker]:
     parts = opts.workers if opts.subscribers else 0
     return [
@@ -270,11 +279,7 @@ def run_round(opts: Options) -> dict[str, Any]:
             opts, dialect, publish, results, connected, connect_errors, before, after, wall0, wall1
         )
     finally:
-        for proc, _ in workers:
-            if proc.is_alive():
-                proc.kill()
-        server.stop()
-        progress.close()
+        stop_all(workers, server, progress)
 
 
 def _publish(opts: Options, server: Server, progress: Progress, dialect: str) -> dict[str, Any]:

@@ -27,23 +27,34 @@ class HandshakeError(Exception):
     pass
 
 
-def encode_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
-    """One final client frame, masked as RFC 6455 requires of clients."""
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x80 | opcode, 0x80 | n))
-    elif n < 65536:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-    mask = os.urandom(4)
+def apply_mask(mask: bytes, data: bytes) -> bytes:
+    """XOR `data` with the 4-byte `mask` repeated (RFC 6455 section 5.3); its own inverse."""
+    n = len(data)
     if n == 0:
-        return header + mask
+        return data
     key = (mask * (n // 4 + 1))[:n]
-    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
-        n, "little"
-    )
-    return header + mask + masked
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def encode_frame(payload: bytes, opcode: int = OP_TEXT, *, masked: bool = True) -> bytes:
+    """One final frame: masked, as RFC 6455 requires of clients, or not, as servers send."""
+    n = len(payload)
+    bit = 0x80 if masked else 0
+    if n < 126:
+        header = bytes((0x80 | opcode, bit | n))
+    elif n < 65536:
+        header = bytes((0x80 | opcode, bit | 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x80 | opcode, bit | 127)) + n.to_bytes(8, "big")
+    if not masked:
+        return header + payload
+    mask = os.urandom(4)
+    return header + mask + apply_mask(mask, payload)
+
+
+def accept_key(key: bytes) -> bytes:
+    """The Sec-WebSocket-Accept a server answers a Sec-WebSocket-Key with."""
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())  # noqa: S324 - RFC 6455
 
 
 def split_url(url: str) -> tuple[str, int, str]:
@@ -123,7 +134,7 @@ class WsClientProtocol(asyncio.Protocol):
         status_line, _, header_block = head.partition(b"\r\n")
         if not status_line.startswith(b"HTTP/1.1 101"):
             raise HandshakeError(status_line.decode(errors="replace"))
-        expected = base64.b64encode(hashlib.sha1(self._key + GUID).digest())  # noqa: S324
+        expected = accept_key(self._key)
         for line in header_block.split(b"\r\n"):
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"sec-websocket-accept" and value.strip() == expected:

@@ -33,6 +33,7 @@ from bench.fanout import (  # noqa: E402
     split,
     start_server,
     start_worker,
+    stop_all,
     tokens,
 )
 from bench.loadgen import WorkerSpec  # noqa: E402
@@ -107,11 +108,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "kib_per_connection": round(delta_kib / max(connected, 1), 2),
         }
     finally:
-        for proc, _ in workers:
-            if proc.is_alive():
-                proc.kill()
-        server.stop()
-        progress.close()
+        stop_all(workers, server, progress)
 
 
 def main() -> int:

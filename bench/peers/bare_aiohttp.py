@@ -24,11 +24,10 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from bench.events import alert_event
+from bench.events import alert_event, notification
 from bench.inproc import publish_on_command
 from bench.publisher import alert_input
 
-HEAD = b'{"jsonrpc":"2.0","method":"subscription","params":{"subscription":"s1","id":"'
 SUBSCRIBERS = web.AppKey("subscribers", defaultdict[str, set[web.WebSocketResponse]])
 
 
@@ -40,7 +39,7 @@ class Broadcaster:
     async def publish(self, params: dict[str, Any]) -> dict[str, Any]:
         self.seq += 1
         event = alert_event(self.seq, params)
-        frame = HEAD + event["id"].encode() + b'","data":' + orjson.dumps(event) + b"}}"
+        frame = notification(event)
         for ws in list(self.subscribers[params["hospitalId"]]):
             if not ws.closed:
                 with contextlib.suppress(ConnectionError, RuntimeError):

@@ -16,9 +16,7 @@ The first stdout line is "listening on http://HOST:PORT".
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import hashlib
 import selectors
 import signal
 import socket
@@ -28,28 +26,22 @@ from typing import Any
 
 import orjson
 
-from bench.events import alert_event
+from bench.events import alert_event, notification
+from bench.wsclient import (
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    accept_key,
+    apply_mask,
+    encode_frame,
+)
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-HEAD = b'{"jsonrpc":"2.0","method":"subscription","params":{"subscription":"s1","id":"'
 
 
-def frame(payload: bytes, opcode: int = 0x1) -> bytes:
+def frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
     """An unmasked, final server frame."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x80 | opcode, n)) + payload
-    if n < 65536:
-        return bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big") + payload
-
-
-def unmask(key: bytes, data: bytes) -> bytes:
-    n = len(data)
-    if not n:
-        return data
-    mask = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(mask, "little")).to_bytes(n, "little")
+    return encode_frame(payload, opcode, masked=False)
 
 
 class Conn:
@@ -123,7 +115,7 @@ class Floor:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"sec-websocket-key":
                 key = value.strip()
-        accept = base64.b64encode(hashlib.sha1(key + GUID).digest())  # noqa: S324
+        accept = accept_key(key)
         conn.open = True
         self.send(
             conn,
@@ -144,14 +136,14 @@ class Floor:
             if len(buf) < end:
                 return
             opcode = buf[0] & 0x0F
-            payload = unmask(bytes(buf[head : head + 4]), bytes(buf[head + 4 : end]))
+            payload = apply_mask(bytes(buf[head : head + 4]), bytes(buf[head + 4 : end]))
             del buf[:end]
-            if opcode == 0x1:
+            if opcode == OP_TEXT:
                 self.call(conn, payload)
-            elif opcode == 0x9:
-                self.send(conn, frame(payload, 0xA))
-            elif opcode == 0x8:
-                self.send(conn, frame(payload[:2], 0x8))
+            elif opcode == OP_PING:
+                self.send(conn, frame(payload, OP_PONG))
+            elif opcode == OP_CLOSE:
+                self.send(conn, frame(payload[:2], OP_CLOSE))
                 self.drop(conn)
                 return
 
@@ -178,7 +170,7 @@ class Floor:
     def publish(self, params: dict[str, Any]) -> Any:
         self.seq += 1
         event = alert_event(self.seq, params)
-        data = frame(HEAD + event["id"].encode() + b'","data":' + orjson.dumps(event) + b"}}")
+        data = frame(notification(event))
         send = self.send
         for conn in self.subscribers[params["hospitalId"]]:
             send(conn, data)
