@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from rpc.addresses import Network, parse_networks
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -20,7 +22,18 @@ class Limits:
     max_subscriptions_per_connection: int = 50
     max_connections: int = 10_000
     max_message_bytes: int = 1_048_576
+    # Before a connection or request has authenticated (CONTRACT 5a): its frames and bodies.
+    max_unauthenticated_message_bytes: int = 16_384
+    max_unauthenticated_connections: int = 1000  # a pool of its own, not in max_connections
+    max_unauthenticated_per_address: int = 20
+    max_http_connections: int = 2000  # TCP connections not (yet) a WebSocket or SSE stream
+    header_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 75.0
+    send_queue_total_bytes: int = 256 * 1_048_576  # outbound data of all connections
+    sse_stall_timeout_s: float = 30.0  # an SSE stream whose writes do not drain is closed
+    trusted_proxies: tuple[Network, ...] = ()
     max_json_depth: int = 32
+    max_json_values: int = 10_000  # values in one message (containers and scalars)
     max_batch: int = 100  # elements of one batch; a longer batch is refused whole
     max_id_chars: int = 256  # request ids are echoed in every reply and event frame
     max_calls_in_flight: int = 32  # pipelined calls of one WebSocket running at once
@@ -29,6 +42,12 @@ class Limits:
     auth_timeout_s: float = 10.0
     heartbeat_interval_s: float = 25.0
     heartbeat_timeout_s: float = 60.0
+
+    def message_limit(self, authenticated: bool) -> int:
+        """The largest frame or body a connection or request may send (CONTRACT 5a)."""
+        if authenticated:
+            return self.max_message_bytes
+        return min(self.max_unauthenticated_message_bytes, self.max_message_bytes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
@@ -68,7 +87,26 @@ class Limits:
             max_connections=num("MAX_CONNECTIONS", base.max_connections),
             max_message_bytes=num("MAX_MESSAGE_BYTES", base.max_message_bytes)
             or base.max_message_bytes,
+            max_unauthenticated_message_bytes=num(
+                "MAX_UNAUTHENTICATED_MESSAGE_BYTES",
+                base.max_unauthenticated_message_bytes,
+                positive=True,
+            ),
+            max_unauthenticated_connections=num(
+                "MAX_UNAUTHENTICATED_CONNECTIONS", base.max_unauthenticated_connections
+            ),
+            max_unauthenticated_per_address=num(
+                "MAX_UNAUTHENTICATED_PER_ADDRESS", base.max_unauthenticated_per_address
+            ),
+            max_http_connections=num("MAX_HTTP_CONNECTIONS", base.max_http_connections),
+            header_timeout_s=seconds("HEADER_TIMEOUT_SECONDS", base.header_timeout_s),
+            keepalive_timeout_s=seconds("KEEPALIVE_TIMEOUT_SECONDS", base.keepalive_timeout_s),
+            send_queue_total_bytes=num(
+                "SEND_QUEUE_TOTAL_BYTES", base.send_queue_total_bytes, positive=True
+            ),
+            trusted_proxies=parse_networks(env.get("TRUSTED_PROXIES", "")),
             max_json_depth=num("MAX_JSON_DEPTH", base.max_json_depth, positive=True),
+            max_json_values=num("MAX_JSON_VALUES", base.max_json_values, positive=True),
             max_batch=num("MAX_BATCH_SIZE", base.max_batch, positive=True),
             max_calls_in_flight=num("MAX_CALLS_IN_FLIGHT", base.max_calls_in_flight, positive=True),
             send_queue_frames=num("SEND_QUEUE_FRAMES", base.send_queue_frames, positive=True),
@@ -123,17 +161,35 @@ def id_too_long(value: object, limits: Limits) -> bool:
     return isinstance(value, str) and len(value) > limits.max_id_chars
 
 
-def json_depth_ok(value: object, max_depth: int) -> bool:
-    """True when `value` nests no deeper than max_depth (iterative: no recursion limit)."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            if depth > max_depth:
-                return False
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            if depth > max_depth:
-                return False
-            stack.extend((v, depth + 1) for v in item)
-    return True
+class AnonymousPool:
+    """Connections that have not authenticated yet: `MAX_UNAUTHENTICATED_CONNECTIONS` in all,
+    `MAX_UNAUTHENTICATED_PER_ADDRESS` from one client address. A pool of their own, so that
+    however many of them an attacker opens, an authenticated user is never refused for it."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self.total = total
+        self.per_address = per_address
+        self._by_address: dict[str, int] = {}
+        self.open = 0
+
+    def admit(self, address: str) -> str | None:
+        """Take a place for `address`, or say why not ("anonymous_capacity" or
+        "anonymous_per_address", the metric's refusal reasons). 0 turns a cap off."""
+        held = self._by_address.get(address, 0)
+        if self.per_address and held >= self.per_address:
+            return "anonymous_per_address"
+        if self.total and self.open >= self.total:
+            return "anonymous_capacity"
+        self._by_address[address] = held + 1
+        self.open += 1
+        return None
+
+    def release(self, address: str) -> None:
+        held = self._by_address.get(address, 0)
+        if held <= 0:
+            return
+        self.open -= 1
+        if held == 1:
+            del self._by_address[address]
+        else:
+            self._by_address[address] = held - 1

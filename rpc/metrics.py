@@ -119,7 +119,16 @@ class Registry:
 
 
 TRANSPORTS = ("ws", "http", "sse")
-REFUSAL_REASONS = ("origin", "auth", "capacity", "per_user", "shutting_down")
+REFUSAL_REASONS = (
+    "origin",
+    "auth",
+    "capacity",
+    "per_user",
+    "shutting_down",
+    "anonymous_capacity",
+    "anonymous_per_address",
+    "http_capacity",
+)
 # rpc.auth.TokenError.reason takes these values.
 AUTH_FAILURE_REASONS = (
     "missing",
@@ -135,7 +144,15 @@ AUTH_FAILURE_REASONS = (
     "bad_claim",
     "not_configured",
 )
-BAD_FRAME_REASONS = ("parse", "binary", "too_deep", "batch_too_large", "bad_id", "invalid_utf8")
+BAD_FRAME_REASONS = (
+    "parse",
+    "binary",
+    "too_deep",
+    "too_many_values",
+    "batch_too_large",
+    "bad_id",
+    "invalid_utf8",
+)
 
 
 class Metrics:
@@ -151,8 +168,8 @@ class Metrics:
         )
         self.connections_refused = r.counter(
             "alertwire_connections_refused_total",
-            "WebSocket upgrades and SSE streams refused, and requests refused for their Origin, "
-            "by reason.",
+            "WebSocket upgrades, SSE streams and TCP connections refused, and requests refused "
+            "for their Origin, by reason.",
             "reason",
             REFUSAL_REASONS,
         )
@@ -177,7 +194,8 @@ class Metrics:
         )
         self.oversize_messages = r.counter(
             "alertwire_oversize_messages_total",
-            "WebSocket frames (closed 1009) and HTTP bodies (413) over MAX_MESSAGE_BYTES.",
+            "WebSocket frames (closed 1009) and HTTP bodies (413) over MAX_MESSAGE_BYTES, or over "
+            "MAX_UNAUTHENTICATED_MESSAGE_BYTES before authentication.",
             "transport",
             ("ws", "http"),
         )
@@ -198,6 +216,33 @@ class Metrics:
             "Frames or bodies rejected before dispatch, by reason.",
             "reason",
             BAD_FRAME_REASONS,
+        )
+
+        self.http_connections_open = r.gauge(
+            "alertwire_http_connections_open",
+            "TCP connections in the HTTP pool (not WebSockets or SSE streams).",
+        )
+        self.anonymous_connections_open = r.gauge(
+            "alertwire_unauthenticated_connections_open",
+            "WebSockets open that have not authenticated yet.",
+        )
+        self.http_timeouts = r.counter(
+            "alertwire_http_timeouts_total",
+            "Connections closed because a request's headers did not arrive in time.",
+            "kind",
+            ("headers",),
+        )
+        self.outbound_queued_bytes = r.gauge(
+            "alertwire_outbound_queued_bytes",
+            "Outbound data waiting for slow clients, all connections together.",
+        )
+        self.outbound_budget_closes = r.counter(
+            "alertwire_outbound_budget_closes_total",
+            "Connections closed furthest behind first when SEND_QUEUE_TOTAL_BYTES was passed.",
+        )
+        self.sse_stalls = r.counter(
+            "alertwire_sse_stalls_total",
+            "SSE streams closed because their writes did not drain in time.",
         )
 
     def render(self) -> str:

@@ -33,7 +33,8 @@ from rpc.connections import ConnectionRegistry
 from rpc.context import Context, Principal
 from rpc.dispatch import Dispatcher
 from rpc.errors import ErrorCode, RpcError, parse_error
-from rpc.limits import Limits, TokenBucket, Unlimited, json_depth_ok, rate_limiter
+from rpc.jsoncost import measure
+from rpc.limits import Limits, TokenBucket, Unlimited, rate_limiter
 from rpc.metrics import Metrics
 from rpc.router import Kind
 from rpc.subscription import Envelope, Subscription
@@ -78,6 +79,7 @@ class Session:
         on_subscription_end: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        admit: Callable[[Principal], None] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.transport = transport
@@ -99,6 +101,9 @@ class Session:
         # Why a presented token was refused (HTTP), so calls say so instead of "required".
         self.auth_error = auth_error
         self._on_subscription_end = on_subscription_end
+        # The transport's admission check for a socket's first identity (connection caps);
+        # raises RpcError to refuse. Without one, only the per-user cap is checked here.
+        self._admit = admit
         self._expiry: asyncio.TimerHandle | None = None
         self._calls: set[asyncio.Task[None]] = set()
         self._last_answered: asyncio.Future[None] | None = None  # the newest call's turn
@@ -122,6 +127,8 @@ class Session:
             return
         if text == "PONG":
             return
+        if not self._affordable(text):
+            return
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -136,6 +143,23 @@ class Session:
         if self._calls:  # in order with the calls before it
             await asyncio.wait(self._calls)
         await self._route_safely(message)
+
+    def _affordable(self, text: str) -> bool:
+        """Depth and size in values, from the bytes, before parsing (rpc.jsoncost): a message
+        that would cost more than its share is refused at the price of a scan."""
+        limits = self.limits
+        cost = measure(text, limits.max_json_depth, limits.max_json_values)
+        problem = cost.exceeds(limits.max_json_depth, limits.max_json_values)
+        if problem is None:
+            return True
+        if not cost.well_formed:
+            self.metrics.bad_frames.inc("parse")
+            self.send_connection_error(parse_error("Invalid JSON"))
+            return False
+        too_deep = cost.depth > limits.max_json_depth
+        self.metrics.bad_frames.inc("too_deep" if too_deep else "too_many_values")
+        self.send_connection_error(RpcError(ErrorCode.BAD_REQUEST, problem))
+        return False
 
     async def _route_safely(self, message: Any) -> None:
         try:
@@ -204,13 +228,6 @@ class Session:
         )
 
     async def _route(self, message: Any) -> None:
-        if not json_depth_ok(message, self.limits.max_json_depth):
-            self.metrics.bad_frames.inc("too_deep")
-            limit = self.limits.max_json_depth
-            self.send_connection_error(
-                RpcError(ErrorCode.BAD_REQUEST, f"JSON nested too deeply (at most {limit} levels)")
-            )
-            return
         trpc_batch = (
             isinstance(message, list) and bool(message) and all(map(trpc.is_trpc_message, message))
         )
@@ -340,7 +357,10 @@ class Session:
             self.metrics.auth_failures.inc(exc.reason)
             raise
         if self.principal is None and not self.http:
-            self.check_user_connections(principal)
+            if self._admit is not None:
+                self._admit(principal)
+            else:
+                self.check_user_connections(principal)
         if self.principal is not None and principal.sub != self.principal.sub:
             raise RpcError(
                 ErrorCode.FORBIDDEN, "A connection cannot change identity; open a new one"

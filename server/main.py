@@ -14,6 +14,7 @@ from routers.app import app_router
 from rpc.connections import ConnectionRegistry
 from rpc.dispatch import Dispatcher
 from rpc.transport_aiohttp import HEALTH_KEY, ServerState, create_app, shutdown
+from rpc.transport_aiohttp.guard import GuardedSite
 from server.config import ServerConfig
 from server.files import fit_to_file_limit
 from services.container import Services
@@ -61,10 +62,18 @@ async def listen(
     app: web.Application, state: ServerState, services: Any, config: ServerConfig
 ) -> Running:
     """Bind and start serving `app`; the state turns ready once the port is bound."""
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=2.0,
+        keepalive_timeout=state.limits.keepalive_timeout_s,
+    )
     await runner.setup()
     # A deep accept queue: after a restart every dashboard reconnects at once.
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=4096)
+    site = GuardedSite(
+        runner, state.guard, config.host, config.port, reuse_address=True, backlog=4096
+    )
     await site.start()
     port = config.port
     if runner.addresses:  # the bound port, for port 0 (any event loop)

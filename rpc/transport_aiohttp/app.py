@@ -36,6 +36,25 @@ HEALTH_KEY = web.AppKey("alertwire_health", list[HealthCheck])
 
 
 CORS_ORIGIN_KEY = web.RequestKey("alertwire_cors_origin", str)
+# Every response: nothing with patient data is cached anywhere on the way, no content
+# sniffing, and no version for an attacker to look up (CONTRACT 5a).
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Server": "Alertwire",
+}
+
+
+@web.middleware
+async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tells the listener's guard that a request's headers are in, and when it is answered
+    (the header deadline of the next request on the connection starts from its first byte)."""
+    guard = request.app[STATE_KEY].guard
+    guard.request_started(request)
+    try:
+        return await handler(request)
+    finally:
+        guard.request_finished(request)
 
 
 @web.middleware
@@ -59,9 +78,10 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: also reaches responses that stream (SSE), whose headers are sent
     before the handler returns."""
+    response.headers.update(SECURITY_HEADERS)
     origin = request.get(CORS_ORIGIN_KEY)
     if origin is None:
         return
@@ -107,6 +127,7 @@ async def handle_metrics(request: web.Request) -> web.Response:
                 content_type="application/json",
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )
+    state.refresh_gauges()
     return web.Response(
         body=state.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE}
     )
@@ -134,10 +155,12 @@ async def handle_options(request: web.Request) -> web.Response:
 
 
 def create_app(state: ServerState) -> web.Application:
-    app = web.Application(middlewares=[cors], client_max_size=state.limits.max_message_bytes)
+    app = web.Application(
+        middlewares=[guarded, cors], client_max_size=state.limits.max_message_bytes
+    )
     app[STATE_KEY] = state
     app[HEALTH_KEY] = []
-    app.on_response_prepare.append(_cors_headers)
+    app.on_response_prepare.append(_response_headers)
     app.router.add_get("/health", handle_health)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get(PREFIX, handle_root_get)

@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from rpc.context import Principal
 from rpc.errors import ErrorCode, RpcError, method_not_found, to_rpc_error
+from rpc.jsoncost import measure
 from rpc.router import Kind
 from rpc.session import Session
 from rpc.transport_aiohttp.state import STATE_KEY, ServerState
@@ -36,8 +38,27 @@ def json_response(
     return web.Response(body=body, status=status, content_type=JSON, headers=headers)
 
 
-async def read_body(request: web.Request, state: ServerState) -> bytes:
-    limit = state.limits.max_message_bytes
+def parse_input(state: ServerState, raw: bytes | str) -> Any:
+    """A client's JSON (a tRPC input, connectionParams), refused before parsing when it would
+    cost more than the limits allow (rpc.jsoncost). Raises RpcError or JSONDecodeError."""
+    limits = state.limits
+    cost = measure(raw, limits.max_json_depth, limits.max_json_values)
+    problem = cost.exceeds(limits.max_json_depth, limits.max_json_values)
+    if problem is None:
+        return orjson.loads(raw)
+    if not cost.well_formed:
+        raise orjson.JSONDecodeError(problem, "", 0)
+    too_deep = cost.depth > limits.max_json_depth
+    state.metrics.bad_frames.inc("too_deep" if too_deep else "too_many_values")
+    raise RpcError(ErrorCode.BAD_REQUEST, problem)
+
+
+def body_limit(state: ServerState, principal: Principal | None) -> int:
+    """A request without a valid token may send only a small body (CONTRACT 5a)."""
+    return state.limits.message_limit(principal is not None)
+
+
+async def read_body(request: web.Request, state: ServerState, limit: int) -> bytes:
     too_large = RpcError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body over {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         state.metrics.oversize_messages.inc("http")
@@ -53,8 +74,12 @@ async def read_body(request: web.Request, state: ServerState) -> bytes:
     return b"".join(chunks)
 
 
-def http_session(request: web.Request, state: ServerState) -> tuple[Session, Collector]:
-    principal, auth_error = state.principal_from(request)
+def http_session(
+    request: web.Request,
+    state: ServerState,
+    principal: Principal | None,
+    auth_error: RpcError | None,
+) -> tuple[Session, Collector]:
     collector = Collector()
     session = Session(
         state.dispatcher,
@@ -73,15 +98,16 @@ def http_session(request: web.Request, state: ServerState) -> tuple[Session, Col
 
 async def handle_jsonrpc_post(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
+    principal, auth_error = state.principal_from(request)
     try:
-        body = await read_body(request, state)
+        body = await read_body(request, state, body_limit(state, principal))
         text = body.decode("utf-8")
     except RpcError as exc:
         error = {"jsonrpc": "2.0", "error": exc.to_dict("jsonrpc"), "id": None}
         return json_response(orjson.dumps(error), status=exc.code.http_status)
     except UnicodeDecodeError:
         text = "\x00"  # not JSON: the session answers with a parse error
-    session, collector = http_session(request, state)
+    session, collector = http_session(request, state, principal, auth_error)
     await session.receive(text)
     session.shutdown()
     if not collector.frames:
@@ -92,13 +118,15 @@ async def handle_jsonrpc_post(request: web.Request) -> web.StreamResponse:
 # --- tRPC HTTP ------------------------------------------------------------------------------
 
 
-def _inputs(request: web.Request, body: bytes, count: int, batch: bool) -> list[Any]:
+def _inputs(
+    request: web.Request, state: ServerState, body: bytes, count: int, batch: bool
+) -> list[Any]:
     """One raw input per path (None where the client sent none)."""
     if request.method == "GET":
         raw = request.query.get("input")
-        document = None if raw is None else orjson.loads(raw)
+        document = None if raw is None else parse_input(state, raw)
     else:
-        document = orjson.loads(body) if body.strip() else None
+        document = parse_input(state, body) if body.strip() else None
     if not batch:
         return [document]
     if document is None:
@@ -124,6 +152,7 @@ async def handle_trpc_http(request: web.Request) -> web.StreamResponse:
     if not batch and len(paths) > 1:
         error = RpcError(ErrorCode.BAD_REQUEST, "Several paths need ?batch=1")
         return json_response(_error_item(error, None), status=400)
+    principal, auth_error = state.principal_from(request)
     try:
         if len(paths) > state.limits.max_batch:
             raise RpcError(ErrorCode.BAD_REQUEST, "Batch too large")
@@ -131,14 +160,15 @@ async def handle_trpc_http(request: web.Request) -> web.StreamResponse:
             ctype = request.content_type
             if request.content_length and ctype not in ("application/json", ""):
                 raise RpcError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send application/json")
-        body = await read_body(request, state) if request.method == "POST" else b""
-        inputs = _inputs(request, body, len(paths), batch)
+        limit = body_limit(state, principal)
+        body = await read_body(request, state, limit) if request.method == "POST" else b""
+        inputs = _inputs(request, state, body, len(paths), batch)
     except orjson.JSONDecodeError:
         error = RpcError(ErrorCode.BAD_REQUEST, "The input is not valid JSON")
         return json_response(_error_item(error, None), status=400, headers={"Vary": VARY})
     except RpcError as exc:
         return json_response(_error_item(exc, None), status=exc.code.http_status)
-    session, _ = http_session(request, state)
+    session, _ = http_session(request, state, principal, auth_error)
     kind = Kind.QUERY if request.method == "GET" else Kind.MUTATION
     items = [await _call(session, path, kind, raw) for path, raw in zip(paths, inputs, strict=True)]
     session.shutdown()

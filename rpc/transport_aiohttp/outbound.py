@@ -5,6 +5,10 @@ stops reading fills its queue; past the bound the connection is closed (WebSocke
 client resumes later through replay. A close that cannot be flushed within a grace period
 aborts the socket: a client that never reads cannot hold a closing connection (and the
 buffers behind it) open.
+
+Every connection's backlog (its queue and what its transport still holds) is also charged to
+one `OutboundBudget` per server, so that many slow readers together cannot take more than
+SEND_QUEUE_TOTAL_BYTES: past it, the connections furthest behind are closed first.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import logging
 import weakref
 from collections import deque
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -26,12 +31,62 @@ CLOSE_GRACE_S = 2.0
 CLOSE_SLOW_CONSUMER = 4008
 
 
+class OutboundBudget:
+    """Outbound bytes of all connections together (CONTRACT 5a, SEND_QUEUE_TOTAL_BYTES).
+
+    Connections charge their backlog as it changes where they already look at it (a queued
+    frame, a flush); a charge can be stale high for a socket that drained since its last write,
+    so passing the limit first re-measures every connection, and only a real excess closes
+    connections, the largest backlog first, until the total is back under the limit."""
+
+    def __init__(self, limit_bytes: int, metrics: Metrics) -> None:
+        self.limit = limit_bytes
+        self.charged = 0
+        self.shedding = False
+        self._metrics = metrics
+        self._members: set[Outbound] = set()
+
+    def join(self, out: Outbound) -> None:
+        self._members.add(out)
+
+    def leave(self, out: Outbound) -> None:
+        self._members.discard(out)
+
+    def shed(self) -> None:
+        if self.shedding:
+            return
+        self.shedding = True
+        try:
+            measured = [(out.backlog(), out) for out in self._members if not out.closing]
+            for size, out in measured:
+                out.charged = size
+            self.charged = sum(out.charged for out in self._members)
+            for size, out in sorted(measured, key=lambda item: item[0], reverse=True):
+                if self.charged <= self.limit:
+                    break
+                self._metrics.outbound_budget_closes.inc()
+                out.overflow()  # charges 0 for it
+                log.info("closed a connection %d bytes behind: outbound budget passed", size)
+        finally:
+            self.shedding = False
+        self._metrics.outbound_queued_bytes.set(self.charged)
+
+
 class Outbound:
     """Base: subclasses implement `_write_many` and `_finish`."""
 
-    def __init__(self, request: web.Request, limits: Limits, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        limits: Limits,
+        metrics: Metrics,
+        budget: OutboundBudget | None = None,
+    ) -> None:
         self._request = request
         self._metrics = metrics
+        self._budget = budget or OutboundBudget(limits.send_queue_total_bytes, metrics)
+        self._budget.join(self)
+        self.charged = 0  # this connection's share of the budget, as last measured
         self._limit_frames = limits.send_queue_frames
         self._limit_bytes = limits.send_queue_bytes
         self._queue: deque[bytes] = deque()
@@ -40,6 +95,7 @@ class Outbound:
         self._closing: tuple[int, str] | None = None
         self._give_up: asyncio.TimerHandle | None = None
         self.finished = asyncio.Event()
+        self.on_finished: Callable[[], None] | None = None
         self.overflowed = False
         self._task = asyncio.create_task(self._run(), name="outbound")
 
@@ -53,13 +109,34 @@ class Outbound:
         self._queue.append(frame)
         self._queued_bytes += len(frame)
         if len(self._queue) > self._limit_frames or self._queued_bytes > self._limit_bytes:
-            self.overflowed = True
             self._metrics.slow_consumer_closes.inc()
-            self._queue.clear()
-            self._queued_bytes = 0
-            self.close(CLOSE_SLOW_CONSUMER, "Send queue full; reconnect and resume")
+            self.overflow()
             return
+        self._charge(self.charged + len(frame))
         self._wakeup.set()
+
+    def backlog(self) -> int:
+        """Bytes this connection has not yet handed to the kernel: its queue and its
+        transport's buffer."""
+        transport = self._request.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return self._queued_bytes + buffered
+
+    def _charge(self, amount: int) -> None:
+        budget = self._budget
+        budget.charged += amount - self.charged
+        self.charged = amount
+        if budget.charged > budget.limit and not budget.shedding:
+            budget.shed()
+
+    def overflow(self) -> None:
+        """Too far behind: drop what is queued and close (4008); the client resumes by
+        `lastEventId`."""
+        self.overflowed = True
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._charge(0)
+        self.close(CLOSE_SLOW_CONSUMER, "Send queue full; reconnect and resume")
 
     def close(self, code: int, reason: str) -> None:
         if self._closing is None:
@@ -79,6 +156,12 @@ class Outbound:
     def _finished(self) -> None:
         """The writer ended (closed, aborted or cancelled)."""
         self._closing = self._closing or (1006, "")
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._charge(0)
+        self._budget.leave(self)
+        if self.on_finished is not None:
+            self.on_finished()
         if self._give_up is not None:
             self._give_up.cancel()
             self._give_up = None
@@ -92,6 +175,7 @@ class Outbound:
                     self._queue.clear()
                     self._queued_bytes = 0
                     await self._write_many(batch)
+                    self._charge(self.backlog())
                 if self._closing is not None:
                     break
                 self._wakeup.clear()
@@ -188,7 +272,12 @@ class WsOutbound(Outbound):
     """
 
     def __init__(
-        self, request: web.Request, ws: web.WebSocketResponse, limits: Limits, metrics: Metrics
+        self,
+        request: web.Request,
+        ws: web.WebSocketResponse,
+        limits: Limits,
+        metrics: Metrics,
+        budget: OutboundBudget | None = None,
     ) -> None:
         self.ws = ws
         self._pending: list[bytes] = []
@@ -199,7 +288,7 @@ class WsOutbound(Outbound):
         # Kept: the request's property costs a lookup per flush; a lost connection's
         # transport reports is_closing().
         self._transport = request.transport
-        super().__init__(request, limits, metrics)
+        super().__init__(request, limits, metrics, budget)
 
     def send(self, frame: bytes) -> None:
         if self._closing is not None:
@@ -246,7 +335,10 @@ class WsOutbound(Outbound):
         if transport is None or transport.is_closing():
             return  # the connection is gone; the read loop ends the session
         transport.write(data)
-        if transport.get_write_buffer_size() > HIGH_WATER_BYTES and not self._blocked:
+        buffered = transport.get_write_buffer_size()
+        if buffered != self.charged:
+            self._charge(buffered)
+        if buffered > HIGH_WATER_BYTES and not self._blocked:
             self._blocked = True
             self._wakeup.set()
 
@@ -266,6 +358,9 @@ class WsOutbound(Outbound):
         finally:
             self._finished()
 
+    def backlog(self) -> int:
+        return super().backlog() + self._pending_bytes
+
     async def _drain_queue(self) -> None:
         """Wait for the socket, then write what queued meanwhile, until nothing is left."""
         protocol = self._request.protocol
@@ -280,6 +375,7 @@ class WsOutbound(Outbound):
             if transport is None or transport.is_closing():
                 raise ConnectionError("connection lost")
             transport.write(b"".join(frame_header(len(f)) + f for f in batch))
+            self._charge(self.backlog())
         self._blocked = False
 
     async def _finish(self, code: int, reason: str) -> None:
@@ -287,18 +383,28 @@ class WsOutbound(Outbound):
 
 
 class SseOutbound(Outbound):
+    """An SSE stream's writer. aiohttp's `write` waits while the socket does not drain; a
+    stream stuck there for `sse_stall_timeout_s` is a client that stopped reading: it is
+    aborted, which ends the stream and frees its connection slots."""
+
     def __init__(
         self,
         request: web.Request,
         response: web.StreamResponse,
         limits: Limits,
         metrics: Metrics,
+        budget: OutboundBudget | None = None,
     ) -> None:
         self.response = response
-        super().__init__(request, limits, metrics)
+        self._stall_s = limits.sse_stall_timeout_s
+        super().__init__(request, limits, metrics, budget)
 
     async def _write_many(self, frames: list[bytes]) -> None:
-        await self.response.write(b"".join(frames))
+        try:
+            await asyncio.wait_for(self.response.write(b"".join(frames)), self._stall_s)
+        except TimeoutError:
+            self._metrics.sse_stalls.inc()
+            raise
 
     async def _finish(self, code: int, reason: str) -> None:
         await self.response.write_eof()

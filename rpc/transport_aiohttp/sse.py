@@ -12,6 +12,7 @@ from aiohttp import web
 
 from rpc.errors import ErrorCode, RpcError
 from rpc.session import Session
+from rpc.transport_aiohttp.http import parse_input
 from rpc.transport_aiohttp.outbound import SseOutbound
 from rpc.transport_aiohttp.state import STATE_KEY, ServerState
 
@@ -20,7 +21,7 @@ PING_INTERVAL_S = 10.0
 RECONNECT_AFTER_INACTIVITY_MS = 30_000
 HEADERS = {
     "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache, no-transform",
+    "Cache-Control": "no-store",
     "X-Accel-Buffering": "no",
     "Connection": "keep-alive",
 }
@@ -53,11 +54,11 @@ class SseEnvelope:
         return [self.error(error)]
 
 
-def _input(request: web.Request) -> Any:
+def _input(request: web.Request, state: ServerState) -> Any:
     """The input, with lastEventId merged from (in order) the Last-Event-ID header, the
     `lastEventId` query parameter, `Last-Event-Id`, or the input itself."""
     raw = request.query.get("input")
-    value = None if raw is None else orjson.loads(raw)
+    value = None if raw is None else parse_input(state, raw)
     last = (
         request.headers.get("Last-Event-ID")
         or request.query.get("lastEventId")
@@ -71,10 +72,10 @@ def _input(request: web.Request) -> Any:
     return value
 
 
-def _token(request: web.Request) -> str | None:
+def _token(request: web.Request, state: ServerState) -> str | None:
     raw = request.query.get("connectionParams")
     if raw:
-        params = orjson.loads(raw)
+        params = parse_input(state, raw)
         if isinstance(params, dict) and isinstance(params.get("token"), str):
             return str(params["token"])
     return None
@@ -86,7 +87,8 @@ async def handle_sse(request: web.Request) -> web.StreamResponse:
     envelope = SseEnvelope(path)
     response = web.StreamResponse(status=200, headers=HEADERS)
     await response.prepare(request)
-    out = SseOutbound(request, response, state.limits, state.metrics)
+    state.guard.long_lived(request)
+    out = SseOutbound(request, response, state.limits, state.metrics, state.budget)
     try:
         await _serve(request, state, path, envelope, out)
     finally:
@@ -98,11 +100,15 @@ async def _serve(
     request: web.Request, state: ServerState, path: str, envelope: SseEnvelope, out: SseOutbound
 ) -> None:
     ended = asyncio.Event()
+    out.on_finished = ended.set  # a stream aborted for stalling ends at once, slots freed
     try:
-        raw_input = _input(request)
-        token = _token(request)
+        raw_input = _input(request, state)
+        token = _token(request, state)
     except orjson.JSONDecodeError:
         await _refuse(out, envelope, RpcError(ErrorCode.BAD_REQUEST, "The input is not valid JSON"))
+        return
+    except RpcError as exc:
+        await _refuse(out, envelope, exc)
         return
     principal, auth_error = state.verify(token) if token else state.principal_from(request)
     refusal = state.admission_error(principal)

@@ -12,13 +12,16 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from rpc.addresses import client_address
 from rpc.auth import AuthConfig, TokenError, bearer_token, verify_token
 from rpc.connections import ConnectionRegistry
 from rpc.context import Principal
 from rpc.dispatch import Dispatcher
 from rpc.errors import ErrorCode, RpcError
-from rpc.limits import Limits, TokenBucket, Unlimited, rate_limiter
+from rpc.limits import AnonymousPool, Limits, TokenBucket, Unlimited, rate_limiter
 from rpc.metrics import Metrics
+from rpc.transport_aiohttp.guard import ConnectionGuard
+from rpc.transport_aiohttp.outbound import OutboundBudget
 
 if TYPE_CHECKING:
     from rpc.session import Session
@@ -68,6 +71,33 @@ class ServerState:
     _http_buckets: OrderedDict[tuple[str, str], TokenBucket | Unlimited] = field(
         default_factory=OrderedDict
     )
+    # Built from `limits` (CONTRACT 5a): the anonymous pool, the outbound budget and the
+    # listener's guard (which `server.main` hands to the listening socket).
+    anonymous: AnonymousPool = field(init=False)
+    budget: OutboundBudget = field(init=False)
+    guard: ConnectionGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        limits = self.limits
+        self.anonymous = AnonymousPool(
+            limits.max_unauthenticated_connections, limits.max_unauthenticated_per_address
+        )
+        self.budget = OutboundBudget(limits.send_queue_total_bytes, self.metrics)
+        self.guard = ConnectionGuard(
+            limits.max_http_connections, limits.header_timeout_s, self.metrics
+        )
+
+    def client_address(self, request: web.Request) -> str:
+        """The address per-address limits count `request` under (rpc.addresses)."""
+        return client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), self.limits.trusted_proxies
+        )
+
+    def refresh_gauges(self) -> None:
+        """Gauges read at scrape time rather than kept on every change."""
+        self.metrics.http_connections_open.set(self.guard.http_open)
+        self.metrics.anonymous_connections_open.set(self.anonymous.open)
+        self.metrics.outbound_queued_bytes.set(self.budget.charged)
 
     def principal_from(self, request: web.Request) -> tuple[Principal | None, RpcError | None]:
         """The token of the Authorization header or `token` query parameter, verified."""
@@ -86,13 +116,17 @@ class ServerState:
 
     def admission_error(self, principal: Principal | None) -> RpcError | None:
         """MAX_CONNECTIONS and MAX_CONNECTIONS_PER_USER for a new long-lived connection
-        (WebSocket or SSE stream): the newest is refused, older ones keep working."""
+        (WebSocket or SSE stream) or a socket's first identity: the newest is refused, older
+        ones keep working. Only authenticated connections count: those not yet authenticated
+        have their own pool (`anonymous`)."""
         limits = self.limits
-        if limits.max_connections and len(self.sessions) >= limits.max_connections:
+        if principal is None:
+            return None
+        if limits.max_connections and len(self.registry) >= limits.max_connections:
             self.metrics.connections_refused.inc("capacity")
             return RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Server is at capacity")
         cap = limits.max_connections_per_user
-        if principal is not None and cap and self.registry.connections_of(principal.sub) >= cap:
+        if cap and self.registry.connections_of(principal.sub) >= cap:
             self.metrics.connections_refused.inc("per_user")
             return RpcError(
                 ErrorCode.TOO_MANY_REQUESTS,
@@ -104,7 +138,7 @@ class ServerState:
         self, principal: Principal | None, request: web.Request
     ) -> TokenBucket | Unlimited:
         """HTTP has no connection: rate-limit per caller and client address (LRU-bounded)."""
-        key = (principal.sub if principal else "", request.remote or "")
+        key = (principal.sub if principal else "", self.client_address(request))
         bucket = self._http_buckets.pop(key, None) or rate_limiter(self.limits)
         self._http_buckets[key] = bucket
         while len(self._http_buckets) > MAX_HTTP_BUCKETS:

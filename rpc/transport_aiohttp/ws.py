@@ -9,6 +9,7 @@ from collections.abc import Callable
 import orjson
 from aiohttp import WebSocketError, WSMsgType, web
 
+from rpc.context import Principal
 from rpc.errors import ErrorCode, RpcError
 from rpc.session import Session
 from rpc.transport_aiohttp.outbound import WsOutbound
@@ -41,13 +42,34 @@ def _refuse(error: RpcError, status: int | None = None) -> web.Response:
 class WsConnection:
     """One accepted WebSocket: its Session, its outbound queue and its liveness."""
 
-    def __init__(self, request: web.Request, ws: web.WebSocketResponse, state: ServerState):
+    def __init__(
+        self,
+        request: web.Request,
+        ws: web.WebSocketResponse,
+        state: ServerState,
+        anonymous_address: str | None,
+    ):
         self.request = request
         self.ws = ws
         self.state = state
-        self.out = WsOutbound(request, ws, state.limits, state.metrics)
+        self.out = WsOutbound(request, ws, state.limits, state.metrics, state.budget)
         self.last_seen = time.monotonic()
         self.last_ping = 0.0
+        # Where this socket holds a place in the anonymous pool until it authenticates.
+        self.anonymous_address = anonymous_address
+
+    def admit(self, principal: Principal) -> None:
+        """The socket authenticates: it needs a place among authenticated connections
+        (raises RpcError when there is none) and gives up its anonymous one."""
+        refusal = self.state.admission_error(principal)
+        if refusal is not None:
+            raise refusal
+        self.leave_anonymous_pool()
+
+    def leave_anonymous_pool(self) -> None:
+        if self.anonymous_address is not None:
+            self.state.anonymous.release(self.anonymous_address)
+            self.anonymous_address = None
 
     @property
     def send(self) -> Callable[[bytes], None]:
@@ -79,7 +101,31 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     refusal = state.admission_error(principal)
     if refusal is not None:
         return _refuse(refusal)
+    anonymous_address = None
+    if principal is None:
+        anonymous_address = state.client_address(request)
+        reason = state.anonymous.admit(anonymous_address)
+        if reason is not None:
+            metrics.connections_refused.inc(reason)
+            return _refuse(
+                RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Too many unauthenticated connections"),
+                503,
+            )
+    try:
+        return await _serve(request, state, principal, anonymous_address)
+    finally:
+        if anonymous_address is not None and CONN_KEY not in request:
+            state.anonymous.release(anonymous_address)  # never became a connection
+
+
+async def _serve(
+    request: web.Request,
+    state: ServerState,
+    principal: Principal | None,
+    anonymous_address: str | None,
+) -> web.StreamResponse:
     limits = state.limits
+    metrics = state.metrics
     ws = web.WebSocketResponse(
         autoping=False,
         heartbeat=None,
@@ -89,7 +135,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         return _refuse(RpcError(ErrorCode.BAD_REQUEST, "Expected a WebSocket upgrade"), 426)
     await ws.prepare(request)
-    conn = WsConnection(request, ws, state)
+    state.guard.long_lived(request)
+    conn = WsConnection(request, ws, state, anonymous_address)
+    request[CONN_KEY] = conn
     session = Session(
         state.dispatcher,
         conn,
@@ -98,14 +146,15 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         registry=state.registry,
         principal=principal,
         metrics=metrics,
+        admit=conn.admit,
     )
     state.sessions.add(session)
     metrics.connections_open.inc("ws")
-    request[CONN_KEY] = conn
     try:
         await _read_loop(conn, session)
     finally:
         metrics.connections_open.dec("ws")
+        conn.leave_anonymous_pool()
         state.sessions.discard(session)
         session.shutdown()
         await session.settle(CALLS_GRACE_S)
@@ -118,12 +167,13 @@ CONN_KEY = web.RequestKey("alertwire_ws", WsConnection)
 
 async def _read_loop(conn: WsConnection, session: Session) -> None:
     ws = conn.ws
-    limit = session.limits.max_message_bytes
     metrics = session.metrics
     while not session.closed:
         msg = await ws.receive()
         conn.last_seen = time.monotonic()
         kind = msg.type
+        # Until the socket has authenticated, its frames are held to the small limit.
+        limit = session.limits.message_limit(session.principal is not None)
         if kind is WSMsgType.TEXT:
             text: str = msg.data
             if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):

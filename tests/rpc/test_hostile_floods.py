@@ -83,7 +83,7 @@ async def notification_flood_gets_no_replies(a: Arena) -> None:
     assert await marker(ws) == []
 
 
-@case(Limits(max_batch=100))
+@case(Limits(max_batch=100, max_json_values=100_000))
 async def array_of_ten_thousand_elements(a: Arena) -> None:
     """A batch over the cap runs none of its requests: a JSON-RPC batch gets one error, a tRPC
     array an error for each request (the tRPC client would wait forever otherwise)."""
@@ -114,6 +114,27 @@ async def array_of_ten_thousand_elements(a: Arena) -> None:
     assert await marker(trpc) == []
     assert a.feed.updates == []
     assert a.metrics.bad_frames.get("batch_too_large") == 2
+
+
+@case(Limits(max_batch=100, max_json_values=1000))
+async def array_beyond_the_value_cap_is_refused_unparsed(a: Arena) -> None:
+    """Past MAX_JSON_VALUES a message is refused from its bytes, before it is parsed: one error
+    (id null) in either dialect, and the socket goes on serving."""
+    ws = await a.connect()
+    calls = [{"jsonrpc": "2.0", "method": "update", "params": [n], "id": n} for n in range(1000)]
+    await send_json(ws, calls)
+    reply = await recv(ws)
+    assert reply["id"] is None
+    assert reply["error"]["code"] == -32600
+    assert reply["error"]["message"] == "JSON has too many values (at most 1000)"
+    trpc = await a.trpc()
+    queries = [{"id": n, "method": "query", "params": {"path": "system.ping"}} for n in range(300)]
+    await send_json(trpc, queries)
+    assert (await recv(trpc))["error"]["message"] == "JSON has too many values (at most 1000)"
+    assert await marker(ws) == []
+    assert await marker(trpc) == []
+    assert a.feed.updates == []
+    assert a.metrics.bad_frames.get("too_many_values") == 2
 
 
 @case(Limits(max_batch=100, rate_per_10s=0))
@@ -171,20 +192,32 @@ async def connection_flood_of_one_user(a: Arena) -> None:
 
 @case(Limits(max_connections=3))
 async def connection_flood_beyond_the_server_cap(a: Arena) -> None:
-    """The bystander holds one of the three places."""
-    held = [await a.anonymous() for _ in range(2)]
-    for _ in range(3):
+    """The bystander holds one of the three places; a socket that authenticates later needs
+    one too (it waits in the anonymous pool, which does not count)."""
+    held = [await a.connect(make_token(sub=f"user-{n}")) for n in range(2)]
+    waiting = await a.anonymous()
+    for n in range(3):
         with pytest.raises(WSServerHandshakeError) as refused:
-            await a.client.ws_connect("/api/trpc")
+            await a.client.ws_connect("/api/trpc", headers=bearer(make_token(sub=f"late-{n}")))
         assert refused.value.status == 503
+    reply = await call(waiting, "auth.authenticate", {"token": make_token(sub="late")})
+    assert reply["error"]["message"] == "Server is at capacity"
     for ws in held:
         await ping(ws)
-    assert a.metrics.connections_refused.get("capacity") == 3
+    assert a.metrics.connections_refused.get("capacity") == 4
 
 
-@case(Limits(max_connections=4, max_connections_per_user=2))
+@case(
+    Limits(
+        max_connections=4,
+        max_connections_per_user=2,
+        max_unauthenticated_connections=3,
+        max_unauthenticated_per_address=0,
+    )
+)
 async def concurrent_handshake_burst(a: Arena) -> None:
-    """Thirty upgrades at once cannot slip past the caps between check and upgrade."""
+    """Thirty upgrades at once cannot slip past the caps between check and upgrade, for
+    authenticated sockets and for the anonymous pool alike."""
     token = make_token(sub=ATTACKER)
 
     async def attempt(headers: dict[str, str]) -> int:
@@ -199,8 +232,13 @@ async def concurrent_handshake_burst(a: Arena) -> None:
     same_user = await asyncio.gather(*(attempt(bearer(token)) for _ in range(30)))
     assert sorted(same_user) == [101] * 2 + [429] * 28
     anonymous = await asyncio.gather(*(attempt({}) for _ in range(30)))
-    assert sorted(anonymous) == [101] + [503] * 29  # the bystander + 2 + 1 = 4
-    assert len(a.state.sessions) == 4
+    assert sorted(anonymous) == [101] * 3 + [503] * 27  # a pool of their own
+    others = await asyncio.gather(
+        *(attempt(bearer(make_token(sub=f"other-{n}"))) for n in range(30))
+    )
+    assert sorted(others) == [101] + [503] * 29  # the bystander + 2 + 1 = 4
+    assert len(a.state.sessions) == 4 + 3
+    assert a.metrics.connections_refused.get("anonymous_capacity") == 27
 
 
 @case(Limits(max_message_bytes=4096))

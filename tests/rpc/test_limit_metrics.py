@@ -76,9 +76,9 @@ async def per_user_sse(a: Arena) -> None:
 
 
 async def capacity_ws(a: Arena) -> None:
-    await a.anonymous()  # the bystander holds the other place
+    await a.connect()  # the bystander holds the other place
     with pytest.raises(WSServerHandshakeError) as refused:
-        await a.client.ws_connect("/api/trpc")
+        await a.client.ws_connect("/api/trpc", headers=bearer(make_token(sub="late")))
     assert refused.value.status == 503
 
 

@@ -93,6 +93,12 @@ def test_every_server_metric_renders_with_help_and_type() -> None:
         "alertwire_auth_timeouts_total",
         "alertwire_token_expiries_total",
         "alertwire_bad_frames_total",
+        "alertwire_http_connections_open",
+        "alertwire_unauthenticated_connections_open",
+        "alertwire_http_timeouts_total",
+        "alertwire_outbound_queued_bytes",
+        "alertwire_outbound_budget_closes_total",
+        "alertwire_sse_stalls_total",
     }
     assert all(value == 0 for value in samples.values())
 

@@ -95,7 +95,7 @@ async def test_sse_tracked_subscription_and_resume(
     resp = await client.get(url, headers={"Accept": "text/event-stream"})
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/event-stream"
-    assert resp.headers["Cache-Control"] == "no-cache, no-transform"
+    assert resp.headers["Cache-Control"] == "no-store"
     (connected,) = await read_events(resp, 1)
     assert connected["event"] == "connected"
     first = feed.publish("h1")
