@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -24,52 +23,13 @@ from aiohttp import web
 
 from rpc.limits import Limits
 from rpc.metrics import Metrics
+from rpc.transport_aiohttp.budget import OutboundBudget
+from rpc.transport_aiohttp.flush import flusher
 
 log = logging.getLogger("alertwire.transport")
 
 CLOSE_GRACE_S = 2.0
 CLOSE_SLOW_CONSUMER = 4008
-
-
-class OutboundBudget:
-    """Outbound bytes of all connections together (CONTRACT 5a, SEND_QUEUE_TOTAL_BYTES).
-
-    Connections charge their backlog as it changes where they already look at it (a queued
-    frame, a flush); a charge can be stale high for a socket that drained since its last write,
-    so passing the limit first re-measures every connection, and only a real excess closes
-    connections, the largest backlog first, until the total is back under the limit."""
-
-    def __init__(self, limit_bytes: int, metrics: Metrics) -> None:
-        self.limit = limit_bytes
-        self.charged = 0
-        self.shedding = False
-        self._metrics = metrics
-        self._members: set[Outbound] = set()
-
-    def join(self, out: Outbound) -> None:
-        self._members.add(out)
-
-    def leave(self, out: Outbound) -> None:
-        self._members.discard(out)
-
-    def shed(self) -> None:
-        if self.shedding:
-            return
-        self.shedding = True
-        try:
-            measured = [(out.backlog(), out) for out in self._members if not out.closing]
-            for size, out in measured:
-                out.charged = size
-            self.charged = sum(out.charged for out in self._members)
-            for size, out in sorted(measured, key=lambda item: item[0], reverse=True):
-                if self.charged <= self.limit:
-                    break
-                self._metrics.outbound_budget_closes.inc()
-                out.overflow()  # charges 0 for it
-                log.info("closed a connection %d bytes behind: outbound budget passed", size)
-        finally:
-            self.shedding = False
-        self._metrics.outbound_queued_bytes.set(self.charged)
 
 
 class Outbound:
@@ -226,43 +186,6 @@ def frame_header(size: int) -> bytes:
 _SHORT = [bytes((0x81, n)) for n in range(126)]
 
 
-class _Flusher:
-    """Writes each connection that got frames during this loop iteration, once: a burst of
-    events costs one write per socket, and fan-out costs no task switch per subscriber."""
-
-    __slots__ = ("_dirty", "_loop", "_scheduled")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._dirty: list[WsOutbound] = []
-        self._scheduled = False
-
-    def mark(self, out: WsOutbound) -> None:
-        self._dirty.append(out)
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        dirty, self._dirty = self._dirty, []
-        for out in dirty:
-            out.flush()
-
-
-_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _flusher() -> _Flusher:
-    loop = asyncio.get_running_loop()
-    flusher = _flushers.get(loop)
-    if flusher is None:
-        flusher = _flushers[loop] = _Flusher(loop)
-    return flusher
-
-
 class WsOutbound(Outbound):
     """WebSocket frames written straight to the transport, coalesced per loop iteration.
 
@@ -284,7 +207,7 @@ class WsOutbound(Outbound):
         self._pending_bytes = 0
         self._marked = False
         self._blocked = False  # the socket is slow: frames go through the queue
-        self._flush_soon = _flusher()
+        self._flush_soon = flusher()
         # Kept: the request's property costs a lookup per flush; a lost connection's
         # transport reports is_closing().
         self._transport = request.transport

@@ -20,8 +20,8 @@ from rpc.dispatch import Dispatcher
 from rpc.errors import ErrorCode, RpcError
 from rpc.limits import AnonymousPool, Limits, TokenBucket, Unlimited, rate_limiter
 from rpc.metrics import Metrics
+from rpc.transport_aiohttp.budget import OutboundBudget
 from rpc.transport_aiohttp.guard import ConnectionGuard
-from rpc.transport_aiohttp.outbound import OutboundBudget
 
 if TYPE_CHECKING:
     from rpc.session import Session
