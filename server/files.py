@@ -1,8 +1,9 @@
-"""Open-file budget: every connection holds a socket, so MAX_CONNECTIONS must fit under the
+"""Open-file budget: every connection holds a socket, so the connection caps must fit under the
 process's file limit, or accept() fails with EMFILE and the event loop spends its time logging
-the failures instead of serving. At start-up the soft limit is raised to the hard one, and the
-connection cap is lowered (with a warning) to what fits, keeping FD_RESERVE descriptors for
-the database, the listener and connections being refused."""
+the failures instead of serving. At start-up the soft limit is raised to the hard one; the
+HTTP and unauthenticated pools (MAX_HTTP_CONNECTIONS, MAX_UNAUTHENTICATED_CONNECTIONS) keep
+their sizes, and MAX_CONNECTIONS is lowered (with a warning) to what fits beside them, keeping
+FD_RESERVE descriptors for the database, the listener and connections being refused."""
 
 from __future__ import annotations
 
@@ -48,13 +49,16 @@ def fit_to_file_limit(
             pass
     if soft == infinite or not limits.max_connections:
         return limits
-    usable = max(1, soft - FD_RESERVE)
+    pools = limits.max_http_connections + limits.max_unauthenticated_connections
+    usable = max(1, soft - FD_RESERVE - pools)
     if limits.max_connections <= usable:
         return limits
     log.warning(
-        "MAX_CONNECTIONS %d does not fit the open-file limit %d; serving at most %d",
+        "MAX_CONNECTIONS %d does not fit the open-file limit %d beside %d HTTP and "
+        "unauthenticated connections; serving at most %d",
         limits.max_connections,
         soft,
+        pools,
         usable,
     )
     return replace(limits, max_connections=usable)
