@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from rpc.errors import INTERNAL_MESSAGE, ErrorCode, RpcError
+from rpc.fanout import SlicedFanout
 from rpc.stream import EventSink, PushStream
 from schemas.alerts import AlertEvent, AlertEventPage, StreamReset
 from services.store import AlertStore, StoredEvent, format_event_id, parse_event_id
@@ -31,9 +32,21 @@ Listener = Callable[[StoredEvent], None]
 
 
 class Topic:
-    """One hospital's stream: the replay ring, its live listeners and its positions."""
+    """One hospital's stream: the replay ring, its live listeners and its positions.
 
-    __slots__ = ("by_alert", "floor", "hospital_id", "listeners", "newest", "pruned", "ring")
+    An event is in the ring (so replay finds it) as soon as it is published; its live
+    delivery is sliced (rpc.fanout) so a large audience does not hold the loop."""
+
+    __slots__ = (
+        "by_alert",
+        "fanout",
+        "floor",
+        "hospital_id",
+        "listeners",
+        "newest",
+        "pruned",
+        "ring",
+    )
 
     def __init__(self, hospital_id: str) -> None:
         self.hospital_id = hospital_id
@@ -44,6 +57,7 @@ class Topic:
         self.pruned = 0  # a position below this is no longer in the log
         self.listeners: set[AlertStream] = set()
         self.by_alert: dict[str, set[AlertStream]] = {}
+        self.fanout: SlicedFanout[StoredEvent, AlertStream] = SlicedFanout(self._audience, _push)
 
     def publish(self, event: StoredEvent) -> None:
         ring = self.ring
@@ -51,18 +65,13 @@ class Topic:
             self.floor = max(self.floor or 0, ring[0].seq)
         ring.append(event)
         self.newest = max(self.newest, event.seq)
-        for stream in tuple(self.listeners):
-            try:
-                stream.push(event)
-            except Exception:  # one broken subscriber must not cost the others the event
-                stream.fail()
+        self.fanout.publish(event)
+
+    def _audience(self, event: StoredEvent) -> tuple[AlertStream, ...]:
         watchers = self.by_alert.get(event.alert_id)
         if watchers:
-            for stream in tuple(watchers):
-                try:
-                    stream.push(event)
-                except Exception:
-                    stream.fail()
+            return (*self.listeners, *watchers)
+        return tuple(self.listeners)
 
     def in_ring(self, after: int) -> bool:
         return self.floor is not None and after >= self.floor
@@ -82,6 +91,13 @@ class Topic:
             watchers.discard(stream)
             if not watchers:
                 del self.by_alert[stream.alert_id]
+
+
+def _push(stream: AlertStream, event: StoredEvent) -> None:
+    try:
+        stream.push(event)
+    except Exception:  # one broken subscriber must not cost the others the event
+        stream.fail()
 
 
 class AlertSubscriptionService:
