@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rpc.auth import PUBLIC_KEY_ALGORITHMS, AuthConfig
@@ -142,6 +142,7 @@ def load(env: Mapping[str, str] | None = None) -> ServerConfig:
     production = _production(env)
     data_dir = _data_dir(env)
     auth, source = _auth(env, data_dir, production)
+    auth = replace(auth, discovery_needs_token=production)
     try:
         limits = Limits.from_env(env)
     except ValueError as exc:

@@ -121,3 +121,9 @@ def test_the_metrics_token_is_optional_and_must_not_be_guessable(tmp_path: Path)
     assert load(env_for(tmp_path, METRICS_TOKEN=token)).metrics_token == token
     with pytest.raises(ConfigError, match="METRICS_TOKEN must be at least 16 characters"):
         load(env_for(tmp_path, METRICS_TOKEN="short"))
+
+
+def test_production_protects_discovery_and_development_does_not(tmp_path: Path) -> None:
+    production = load(env_for(tmp_path, ALERTWIRE_ENV="production", JWT_SECRET=LONG_SECRET))
+    assert production.auth.discovery_needs_token
+    assert not load(env_for(tmp_path, JWT_SECRET=LONG_SECRET)).auth.discovery_needs_token
