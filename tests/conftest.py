@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -84,3 +85,15 @@ async def client(feed: demo.Feed, limits: Limits) -> AsyncIterator[TestClient[An
     state = make_state(feed, limits)
     async with TestClient(TestServer(create_app(state))) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The process umask for one test (`request.param` when parametrised indirectly, else
+    the common 022), restored afterwards."""
+    mask = int(getattr(request, "param", 0o022))
+    old = os.umask(mask)
+    try:
+        yield mask
+    finally:
+        os.umask(old)
