@@ -136,6 +136,18 @@ AUTH_FAILURE_REASONS = (
     "not_configured",
 )
 BAD_FRAME_REASONS = ("parse", "binary", "too_deep", "batch_too_large", "bad_id", "invalid_utf8")
+# rpc.client_errors.ClientErrorLog.report's kinds: "bad_http" is a request aiohttp's parser
+# refused (server.logs routes those); the transport reports the others.
+CLIENT_ERROR_KINDS = (
+    "bad_http",
+    "bad_frame",
+    "too_large",
+    "auth",
+    "origin",
+    "rate_limited",
+    "capacity",
+    "timeout",
+)
 
 
 class Metrics:
@@ -198,6 +210,13 @@ class Metrics:
             "Frames or bodies rejected before dispatch, by reason.",
             "reason",
             BAD_FRAME_REASONS,
+        )
+        self.client_errors = r.counter(
+            "alertwire_client_errors_total",
+            "Malformed or refused requests, by kind: every one, though the log tells each kind "
+            "at most once per 10 s per client address.",
+            "kind",
+            CLIENT_ERROR_KINDS,
         )
 
     def render(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +18,7 @@ from rpc.dispatch import Dispatcher
 from rpc.limits import Limits
 from rpc.router import Router
 from rpc.transport_aiohttp import ServerState, create_app
+from server.logs import AIOHTTP_SERVER_LOGGER, AiohttpClientErrors
 from tests.rpc import demo
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -97,3 +99,17 @@ def umask(request: pytest.FixtureRequest) -> Iterator[int]:
         yield mask
     finally:
         os.umask(old)
+
+
+@pytest.fixture
+def aiohttp_server_log() -> Iterator[logging.Logger]:
+    """The aiohttp.server logger without an AiohttpClientErrors filter, its filters and
+    level put back afterwards."""
+    logger = logging.getLogger(AIOHTTP_SERVER_LOGGER)
+    filters, level = list(logger.filters), logger.level
+    logger.filters[:] = [f for f in filters if not isinstance(f, AiohttpClientErrors)]
+    try:
+        yield logger
+    finally:
+        logger.filters[:] = filters
+        logger.setLevel(level)

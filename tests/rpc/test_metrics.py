@@ -93,6 +93,7 @@ def test_every_server_metric_renders_with_help_and_type() -> None:
         "alertwire_auth_timeouts_total",
         "alertwire_token_expiries_total",
         "alertwire_bad_frames_total",
+        "alertwire_client_errors_total",
     }
     assert all(value == 0 for value in samples.values())
 
