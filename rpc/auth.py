@@ -29,6 +29,9 @@ class AuthConfig:
     issuer: str | None = None
     audience: str | None = None
     leeway_seconds: float = 5.0
+    # `rpc.discover` (the whole API described) answers only a caller with a valid token; the
+    # server sets it in production (CONTRACT 5a) and leaves discovery public in development.
+    discovery_needs_token: bool = False
 
     def __post_init__(self) -> None:
         families = {a in HMAC_ALGORITHMS for a in self.algorithms}

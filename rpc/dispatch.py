@@ -31,12 +31,19 @@ class Dispatcher:
             raise method_not_found(path, kind.value)
         return proc
 
+    @staticmethod
+    def require_principal(ctx: Context) -> None:
+        """The caller holds a valid, unexpired token, or UNAUTHORIZED (saying why a presented
+        token was refused, when one was)."""
+        if ctx.principal is None:
+            raise ctx.auth_error or RpcError(ErrorCode.UNAUTHORIZED, "Authentication required")
+        if ctx.principal.expired():
+            raise RpcError(ErrorCode.UNAUTHORIZED, "Token expired")
+
     def prepare(self, ctx: Context, proc: Procedure, raw_input: Any) -> BaseModel | None:
         """Authenticated, params valid, allowed: raises RpcError at the first that fails."""
-        if not proc.public and ctx.principal is None:
-            raise ctx.auth_error or RpcError(ErrorCode.UNAUTHORIZED, "Authentication required")
-        if not proc.public and ctx.principal is not None and ctx.principal.expired():
-            raise RpcError(ErrorCode.UNAUTHORIZED, "Token expired")
+        if not proc.public:
+            self.require_principal(ctx)
         params = proc.parse_input(raw_input)
         if proc.roles is not None and (
             ctx.principal is None or ctx.principal.role not in proc.roles

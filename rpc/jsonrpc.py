@@ -225,6 +225,8 @@ async def _dispatch(
     session: Session, method: str, params: Any, request_id: Any
 ) -> tuple[bytes | None, Subscription | None]:
     if method == "rpc.discover":
+        if session.auth is not None and session.auth.discovery_needs_token:
+            session.dispatcher.require_principal(session.context(request_id))
         return discover(session.dispatcher.router), None
     if method == "auth.authenticate":
         return _authenticate(session, _named_params(params)), None

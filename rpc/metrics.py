@@ -153,6 +153,18 @@ BAD_FRAME_REASONS = (
     "bad_id",
     "invalid_utf8",
 )
+# rpc.client_errors.ClientErrorLog.report's kinds: "bad_http" is a request aiohttp's parser
+# refused (server.logs routes those); the transport reports the others.
+CLIENT_ERROR_KINDS = (
+    "bad_http",
+    "bad_frame",
+    "too_large",
+    "auth",
+    "origin",
+    "rate_limited",
+    "capacity",
+    "timeout",
+)
 
 
 class Metrics:
@@ -216,6 +228,13 @@ class Metrics:
             "Frames or bodies rejected before dispatch, by reason.",
             "reason",
             BAD_FRAME_REASONS,
+        )
+        self.client_errors = r.counter(
+            "alertwire_client_errors_total",
+            "Malformed or refused requests, by kind: every one, though the log tells each kind "
+            "at most once per 10 s per client address.",
+            "kind",
+            CLIENT_ERROR_KINDS,
         )
 
         self.http_connections_open = r.gauge(

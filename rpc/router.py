@@ -43,6 +43,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from rpc.context import ROLES, Context
 from rpc.errors import invalid_params
 from rpc.stream import Tracked
+from schemas.base import refused_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -120,11 +121,18 @@ class Procedure:
 
 
 def field_errors(exc: ValidationError) -> dict[str, str]:
-    """Pydantic errors -> {"a.b.0": "message"} with wire (alias) names; no input values echoed."""
+    """Pydantic errors -> {"a.b.0": "message"} with wire (alias) names; no input values echoed.
+
+    A text refused for its characters says which kind it held (schemas.base.refused_text)
+    instead of quoting the pattern; the input is read for that and goes no further."""
     out: dict[str, str] = {}
-    for err in exc.errors(include_url=False, include_input=False):
+    for err in exc.errors(include_url=False):
         path = ".".join(str(part) for part in err["loc"])
-        out.setdefault(path, err["msg"])
+        message = err["msg"]
+        if err["type"] == "string_pattern_mismatch":
+            pattern = str(err.get("ctx", {}).get("pattern", ""))
+            message = refused_text(pattern, err.get("input")) or message
+        out.setdefault(path, message)
     return out
 
 

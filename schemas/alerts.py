@@ -1,7 +1,8 @@
 """Schemas of the `healthcare` router (CONTRACT section 4): alerts, their events and metrics.
 
-Inputs are strict (`InputModel`): unknown fields, wrong types, empty or oversized strings and
-bad enum values are invalid params. Times are ISO 8601 UTC strings ending in `Z`.
+Inputs are strict (`InputModel`): unknown fields, wrong types, empty or oversized strings,
+control and bidirectional-override characters (schemas.base) and bad enum values are invalid
+params. Times are ISO 8601 UTC strings ending in `Z`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 from typing_extensions import TypeAliasType
 
-from schemas.base import EventId, HospitalId, InputModel, WireModel
+from schemas.base import EventId, FreeText, HospitalId, InputModel, PlainText, WireModel
 
 Priority = Literal["low", "medium", "high", "critical"]
 AlertStatus = Literal["active", "acknowledged", "resolved"]
@@ -33,10 +34,10 @@ AlertType = Annotated[
         description='What happened, e.g. "call_button", "fall" or "vitals.high_bp".',
     ),
 ]
-Title = Annotated[str, Field(min_length=1, max_length=200)]
-Text = Annotated[str, Field(min_length=1, max_length=2000)]
-ShortText = Annotated[str, Field(min_length=1, max_length=128)]
-StaffId = Annotated[str, Field(min_length=1, max_length=256)]
+Title = Annotated[PlainText, Field(min_length=1, max_length=200)]
+Text = Annotated[FreeText, Field(min_length=1, max_length=2000)]
+ShortText = Annotated[PlainText, Field(min_length=1, max_length=128)]
+StaffId = Annotated[PlainText, Field(min_length=1, max_length=256)]
 
 
 class Alert(WireModel):
@@ -173,7 +174,7 @@ class ListAlertsInput(InputModel):
     hospital_id: HospitalId
     status: AlertStatus | None = None
     limit: Annotated[int, Field(ge=1, le=500)] = 50
-    cursor: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    cursor: Annotated[PlainText, Field(min_length=1, max_length=64)] | None = None
 
 
 class AlertPage(WireModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from schemas.base import InputModel, WireModel
+from schemas.base import InputModel, PlainText, WireModel
 
 Role = Literal["nurse", "physician", "charge_nurse", "admin", "service"]
 
@@ -23,4 +23,4 @@ class Identity(WireModel):
 class AuthenticateInput(InputModel):
     """A bearer token for this connection (first message, or later to refresh)."""
 
-    token: Annotated[str, Field(min_length=1, max_length=8192)]
+    token: Annotated[PlainText, Field(min_length=1, max_length=8192)]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rpc.auth import PUBLIC_KEY_ALGORITHMS, AuthConfig
 from rpc.limits import Limits
 from rpc.transport_aiohttp import OriginPolicy
 from services.config import DomainConfig, DomainConfigError
+from services.private_files import make_private_dir, tighten_dir
 
 DEV_SECRET_FILE = "dev_jwt_secret"  # noqa: S105 - a file name, not a secret
 
@@ -50,9 +51,10 @@ def _port(raw: str | None) -> int:
 
 
 def dev_secret(data_dir: Path) -> tuple[str, Path]:
-    """The development secret: generated once, kept under data/ with mode 0600."""
+    """The development secret: generated once, kept under data/ (0700 when made here) with
+    mode 0600."""
     path = data_dir / DEV_SECRET_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -141,7 +143,12 @@ def load(env: Mapping[str, str] | None = None) -> ServerConfig:
     env = os.environ if env is None else env
     production = _production(env)
     data_dir = _data_dir(env)
+    if "ALERTWIRE_DATA_DIR" not in env:
+        # The default directory is the server's own: earlier releases made it with the
+        # umask's mode. A directory the operator names keeps its mode (services.private_files).
+        tighten_dir(data_dir)
     auth, source = _auth(env, data_dir, production)
+    auth = replace(auth, discovery_needs_token=production)
     try:
         limits = Limits.from_env(env)
     except ValueError as exc:

@@ -9,7 +9,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from rpc.connections import ConnectionRegistry
 from services.alerts import AlertService
@@ -50,10 +49,9 @@ class Services:
         clock: Callable[[], float] = time.time,
         background: bool = True,
     ) -> Services:
-        """Open storage (migrating it) and rebuild the escalation schedule. `background`
+        """Open storage (migrating it; its directory and files are created private, see
+        services.private_files) and rebuild the escalation schedule. `background`
         starts the escalation and retention tasks (tests drive them by hand instead)."""
-        if config.database_path != ":memory:":
-            Path(config.database_path).parent.mkdir(parents=True, exist_ok=True)
         store = SqliteAlertStore(config.database_path, config.synchronous)
         await store.open()
         services = cls(store, registry, config, clock)

@@ -18,12 +18,14 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from rpc.errors import ErrorCode, RpcError
 from schemas.alerts import Alert
+from services.private_files import prepare_sqlite_files
 from services.sqlite_reads import SqliteReads
 from services.sqlite_retention import prune_events
 from services.sqlite_schema import migrate, use_wal
@@ -112,6 +114,9 @@ class SqliteAlertStore(SqliteReads):
     # --- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
+        if self.path != ":memory:":
+            # 0600 before SQLite first opens it, so its -wal and -shm are born 0600 too.
+            prepare_sqlite_files(Path(self.path))
         try:
             self._db = await self._connect()
             await migrate(self._db)

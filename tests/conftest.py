@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from rpc.dispatch import Dispatcher
 from rpc.limits import Limits
 from rpc.router import Router
 from rpc.transport_aiohttp import ServerState, create_app
+from server.logs import AIOHTTP_SERVER_LOGGER, AiohttpClientErrors
 from tests.rpc import demo
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -84,3 +87,29 @@ async def client(feed: demo.Feed, limits: Limits) -> AsyncIterator[TestClient[An
     state = make_state(feed, limits)
     async with TestClient(TestServer(create_app(state))) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The process umask for one test (`request.param` when parametrised indirectly, else
+    the common 022), restored afterwards."""
+    mask = int(getattr(request, "param", 0o022))
+    old = os.umask(mask)
+    try:
+        yield mask
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture
+def aiohttp_server_log() -> Iterator[logging.Logger]:
+    """The aiohttp.server logger without an AiohttpClientErrors filter, its filters and
+    level put back afterwards."""
+    logger = logging.getLogger(AIOHTTP_SERVER_LOGGER)
+    filters, level = list(logger.filters), logger.level
+    logger.filters[:] = [f for f in filters if not isinstance(f, AiohttpClientErrors)]
+    try:
+        yield logger
+    finally:
+        logger.filters[:] = filters
+        logger.setLevel(level)

@@ -99,6 +99,7 @@ def test_every_server_metric_renders_with_help_and_type() -> None:
         "alertwire_outbound_queued_bytes",
         "alertwire_outbound_budget_closes_total",
         "alertwire_sse_stalls_total",
+        "alertwire_client_errors_total",
     }
     assert all(value == 0 for value in samples.values())
 

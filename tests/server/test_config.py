@@ -10,6 +10,7 @@ import pytest
 from rpc.auth import issue_token, verify_token
 from rpc.limits import Limits
 from server.config import ConfigError, dev_secret, load, minting_auth
+from tests.services.test_private_files import mode
 
 LONG_SECRET = "s" * 40
 
@@ -121,3 +122,31 @@ def test_the_metrics_token_is_optional_and_must_not_be_guessable(tmp_path: Path)
     assert load(env_for(tmp_path, METRICS_TOKEN=token)).metrics_token == token
     with pytest.raises(ConfigError, match="METRICS_TOKEN must be at least 16 characters"):
         load(env_for(tmp_path, METRICS_TOKEN="short"))
+
+
+def test_the_development_secret_and_the_directory_made_for_it_are_private(
+    tmp_path: Path, umask: int
+) -> None:
+    _, path = dev_secret(tmp_path / "srv" / "data")
+    assert mode(tmp_path / "srv") == 0o700
+    assert mode(tmp_path / "srv" / "data") == 0o700
+    assert mode(path) == 0o600
+
+
+def test_the_default_data_directory_is_tightened_and_a_named_one_keeps_its_mode(
+    tmp_path: Path, umask: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("data", "named"):
+        (tmp_path / name).mkdir()
+        assert mode(tmp_path / name) == 0o755  # as an earlier release made `data`
+    load({"JWT_SECRET": LONG_SECRET})
+    assert mode(tmp_path / "data") == 0o700
+    load({"JWT_SECRET": LONG_SECRET, "ALERTWIRE_DATA_DIR": str(tmp_path / "named")})
+    assert mode(tmp_path / "named") == 0o755
+
+
+def test_production_protects_discovery_and_development_does_not(tmp_path: Path) -> None:
+    production = load(env_for(tmp_path, ALERTWIRE_ENV="production", JWT_SECRET=LONG_SECRET))
+    assert production.auth.discovery_needs_token
+    assert not load(env_for(tmp_path, JWT_SECRET=LONG_SECRET)).auth.discovery_needs_token

@@ -12,6 +12,7 @@ export interface AcknowledgeAlertInput {
   /**
    * @minLength 1
    * @maxLength 2000
+   * @pattern ^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   note?: string | null;
@@ -99,23 +100,27 @@ export interface CreateAlertInput {
   /**
    * @minLength 1
    * @maxLength 200
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    */
   title: string;
   /**
    * @minLength 1
    * @maxLength 2000
+   * @pattern ^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   message?: string | null;
   /**
    * @minLength 1
    * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   patientId?: string | null;
   /**
    * @minLength 1
    * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   location?: string | null;
@@ -132,6 +137,7 @@ export interface EscalateAlertInput {
   /**
    * @minLength 1
    * @maxLength 2000
+   * @pattern ^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   reason?: string | null;
@@ -150,6 +156,7 @@ export interface GetAlertEventsInput {
   /**
    * @minLength 1
    * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   lastEventId?: string | null;
@@ -211,6 +218,7 @@ export interface ListAlertsInput {
   /**
    * @minLength 1
    * @maxLength 64
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   cursor?: string | null;
@@ -260,6 +268,7 @@ export interface ResolveAlertInput {
   /**
    * @minLength 1
    * @maxLength 2000
+   * @pattern ^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   resolution?: string | null;
@@ -297,6 +306,7 @@ export interface SubscribeToAlertsInput {
   /**
    * @minLength 1
    * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   lastEventId?: string | null;
@@ -333,18 +343,21 @@ export interface UpdateAlertInput {
   /**
    * @minLength 1
    * @maxLength 200
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   title?: string | null;
   /**
    * @minLength 1
    * @maxLength 2000
+   * @pattern ^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   message?: string | null;
   /**
    * @minLength 1
    * @maxLength 256
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
    * @default null
    */
   assignedTo?: string | null;
