@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+LOGGER = "alertwire.client_errors"
 MAX_ADDRESS_CHARS = 64  # an address from a proxy's header is the client's to choose
 
 

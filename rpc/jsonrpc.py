@@ -179,6 +179,7 @@ async def _handle_one(
     request = create_request(message)
     if id_too_long(request.id, session.limits):
         session.metrics.bad_frames.inc("bad_id")
+        session.refused("bad_frame", "request id too long or of the wrong type")
         limit = session.limits.max_id_chars
         return failure(
             None, invalid_request(f"Request id too long (at most {limit} characters)")

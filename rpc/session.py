@@ -80,6 +80,7 @@ class Session:
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         admit: Callable[[Principal], None] | None = None,
+        refused: Callable[[str, str], None] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.transport = transport
@@ -104,6 +105,8 @@ class Session:
         # The transport's admission check for a socket's first identity (connection caps);
         # raises RpcError to refuse. Without one, only the per-user cap is checked here.
         self._admit = admit
+        # The transport's client-error log for this connection's address (kind, fixed text).
+        self._refused = refused
         self._expiry: asyncio.TimerHandle | None = None
         self._calls: set[asyncio.Task[None]] = set()
         self._last_answered: asyncio.Future[None] | None = None  # the newest call's turn
@@ -133,6 +136,7 @@ class Session:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
             self.metrics.bad_frames.inc("parse")
+            self.refused("bad_frame", "invalid JSON")
             self.send_connection_error(parse_error("Invalid JSON"))
             return
         if not self.http and self._only_calls(message):
@@ -154,10 +158,12 @@ class Session:
             return True
         if not cost.well_formed:
             self.metrics.bad_frames.inc("parse")
+            self.refused("bad_frame", "invalid JSON")
             self.send_connection_error(parse_error("Invalid JSON"))
             return False
         too_deep = cost.depth > limits.max_json_depth
         self.metrics.bad_frames.inc("too_deep" if too_deep else "too_many_values")
+        self.refused("too_large", "nested too deeply" if too_deep else "too many values")
         self.send_connection_error(RpcError(ErrorCode.BAD_REQUEST, problem))
         return False
 
@@ -221,8 +227,15 @@ class Session:
         if late:
             await asyncio.wait(late)
 
+    def refused(self, kind: str, message: str) -> None:
+        """A malformed or refused message, for the throttled log (rpc.client_errors). The
+        message is a fixed description, never anything the client sent."""
+        if self._refused is not None:
+            self._refused(kind, message)
+
     def receive_binary(self) -> None:
         self.metrics.bad_frames.inc("binary")
+        self.refused("bad_frame", "binary frame")
         self.send_connection_error(
             RpcError(ErrorCode.BAD_REQUEST, "Binary frames are not supported; send text")
         )
@@ -237,6 +250,7 @@ class Session:
             # tRPC client would otherwise wait for those requests forever. Either reply is
             # bounded by the frame size limit.
             self.metrics.bad_frames.inc("batch_too_large")
+            self.refused("too_large", "batch too large")
             error = RpcError(
                 ErrorCode.BAD_REQUEST, f"Batch too large (at most {self.limits.max_batch} requests)"
             )
@@ -294,6 +308,7 @@ class Session:
     def take_rate_token(self) -> None:
         if not self._rate.take():
             self.metrics.rate_limited.inc(self.transport_name)
+            self.refused("rate_limited", "rate limit exceeded")
             raise RpcError(
                 ErrorCode.TOO_MANY_REQUESTS,
                 f"Rate limit exceeded ({self.limits.rate_per_10s} requests per 10 s)",
@@ -355,6 +370,7 @@ class Session:
             principal = verify_token(token, self.auth)
         except TokenError as exc:
             self.metrics.auth_failures.inc(exc.reason)
+            self.refused("auth", f"token refused ({exc.reason})")
             raise
         if self.principal is None and not self.http:
             if self._admit is not None:

@@ -119,11 +119,13 @@ async def handle(session: Session, message: dict[str, Any]) -> None:
     request_id = message.get("id")
     if not _valid_id(request_id):
         session.metrics.bad_frames.inc("bad_id")
+        session.refused("bad_frame", "request id too long or of the wrong type")
         problem = "is required" if request_id is None else "must be an integer or a string"
         session.send_connection_error(parse_error(f"`id` {problem}"))
         return
     if id_too_long(request_id, session.limits):
         session.metrics.bad_frames.inc("bad_id")
+        session.refused("bad_frame", "request id too long or of the wrong type")
         limit = session.limits.max_id_chars
         session.send_connection_error(
             RpcError(ErrorCode.BAD_REQUEST, f"Request id too long (at most {limit} characters)")

@@ -19,10 +19,11 @@ import time
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
+from rpc.client_errors import LOGGER as CLIENT_ERRORS
 from rpc.client_errors import ClientErrorLog
 
 AIOHTTP_SERVER_LOGGER = "aiohttp.server"
-CLIENT_ERRORS_LOGGER = "alertwire.client_errors"
+CLIENT_ERRORS_LOGGER = CLIENT_ERRORS
 
 # A JWS compact serialisation: base64url header (always '{"' -> "eyJ"), payload, signature.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")

@@ -15,6 +15,7 @@ from rpc.connections import ConnectionRegistry
 from rpc.dispatch import Dispatcher
 from rpc.transport_aiohttp import HEALTH_KEY, ServerState, create_app, shutdown
 from rpc.transport_aiohttp.guard import GuardedSite
+from server import logs
 from server.config import ServerConfig
 from server.files import fit_to_file_limit
 from services.container import Services
@@ -55,6 +56,7 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Ser
     )
     app = create_app(state)
     app[HEALTH_KEY].append(services.health)
+    logs.route_client_errors(state.client_errors)  # aiohttp's malformed requests, counted
     return app, state, services
 
 

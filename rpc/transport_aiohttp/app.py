@@ -67,6 +67,7 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     if not state.origins.permits(origin, request.host):
         state.metrics.connections_refused.inc("origin")
+        state.refused(request, "origin", "request from an origin not allowed")
         error = RpcError(ErrorCode.FORBIDDEN, "Origin not allowed")
         refusal = json_response(orjson.dumps({"error": error.to_dict("trpc")}), status=403)
         if request.headers.get("Upgrade", "").lower() == "websocket":

@@ -24,6 +24,8 @@ from typing import Any, cast
 import orjson
 from aiohttp import web
 
+from rpc.addresses import UNKNOWN
+from rpc.client_errors import ClientErrorLog
 from rpc.errors import ErrorCode, RpcError
 from rpc.metrics import Metrics
 
@@ -44,10 +46,17 @@ _IDLE, _HEADERS, _IN_REQUEST, _LONG_LIVED = range(4)
 class ConnectionGuard:
     """The HTTP pool and the header deadline, shared by every connection of one server."""
 
-    def __init__(self, max_http: int, header_timeout_s: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        max_http: int,
+        header_timeout_s: float,
+        metrics: Metrics,
+        client_errors: ClientErrorLog | None = None,
+    ) -> None:
         self.max_http = max_http
         self.header_timeout_s = header_timeout_s
         self.metrics = metrics
+        self.client_errors = client_errors
         self.http_open = 0
         self._by_handler: dict[object, GuardedProtocol] = {}
 
@@ -78,8 +87,13 @@ class ConnectionGuard:
             guarded.cancel_deadline()
             self.http_open -= 1
 
-    def gauge(self) -> None:
-        self.metrics.http_connections_open.set(self.http_open)
+    def report(self, kind: str, transport: asyncio.Transport, message: str) -> None:
+        """The peer's address (a proxy's, if one is in front: no request has been read)."""
+        if self.client_errors is None:
+            return
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else UNKNOWN
+        self.client_errors.report(kind, address, message)
 
 
 class GuardedProtocol(asyncio.Protocol):
@@ -98,6 +112,7 @@ class GuardedProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         if guard.max_http and guard.http_open >= guard.max_http:
             guard.metrics.connections_refused.inc("http_capacity")
+            guard.report("capacity", self._transport, "connection refused at MAX_HTTP_CONNECTIONS")
             self._transport.write(REFUSAL)
             self._transport.close()
             return
@@ -157,6 +172,7 @@ class GuardedProtocol(asyncio.Protocol):
         if self.state != _HEADERS or self._transport is None:
             return
         self._guard.metrics.http_timeouts.inc("headers")
+        self._guard.report("timeout", self._transport, "request headers did not arrive in time")
         self._transport.abort()
 
 

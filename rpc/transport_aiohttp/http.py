@@ -38,7 +38,7 @@ def json_response(
     return web.Response(body=body, status=status, content_type=JSON, headers=headers)
 
 
-def parse_input(state: ServerState, raw: bytes | str) -> Any:
+def parse_input(state: ServerState, raw: bytes | str, request: web.Request) -> Any:
     """A client's JSON (a tRPC input, connectionParams), refused before parsing when it would
     cost more than the limits allow (rpc.jsoncost). Raises RpcError or JSONDecodeError."""
     limits = state.limits
@@ -50,6 +50,7 @@ def parse_input(state: ServerState, raw: bytes | str) -> Any:
         raise orjson.JSONDecodeError(problem, "", 0)
     too_deep = cost.depth > limits.max_json_depth
     state.metrics.bad_frames.inc("too_deep" if too_deep else "too_many_values")
+    state.refused(request, "too_large", "nested too deeply" if too_deep else "too many values")
     raise RpcError(ErrorCode.BAD_REQUEST, problem)
 
 
@@ -62,6 +63,7 @@ async def read_body(request: web.Request, state: ServerState, limit: int) -> byt
     too_large = RpcError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body over {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         state.metrics.oversize_messages.inc("http")
+        state.refused(request, "too_large", "request body over the limit")
         raise too_large
     chunks: list[bytes] = []
     size = 0
@@ -69,6 +71,7 @@ async def read_body(request: web.Request, state: ServerState, limit: int) -> byt
         size += len(chunk)
         if size > limit:
             state.metrics.oversize_messages.inc("http")
+            state.refused(request, "too_large", "request body over the limit")
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
@@ -92,6 +95,7 @@ def http_session(
         rate=state.http_bucket(principal, request),
         auth_error=auth_error,
         metrics=state.metrics,
+        refused=state.reporter(request),
     )
     return session, collector
 
@@ -124,9 +128,9 @@ def _inputs(
     """One raw input per path (None where the client sent none)."""
     if request.method == "GET":
         raw = request.query.get("input")
-        document = None if raw is None else parse_input(state, raw)
+        document = None if raw is None else parse_input(state, raw, request)
     else:
-        document = parse_input(state, body) if body.strip() else None
+        document = parse_input(state, body, request) if body.strip() else None
     if not batch:
         return [document]
     if document is None:

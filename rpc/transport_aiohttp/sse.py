@@ -58,7 +58,7 @@ def _input(request: web.Request, state: ServerState) -> Any:
     """The input, with lastEventId merged from (in order) the Last-Event-ID header, the
     `lastEventId` query parameter, `Last-Event-Id`, or the input itself."""
     raw = request.query.get("input")
-    value = None if raw is None else parse_input(state, raw)
+    value = None if raw is None else parse_input(state, raw, request)
     last = (
         request.headers.get("Last-Event-ID")
         or request.query.get("lastEventId")
@@ -75,7 +75,7 @@ def _input(request: web.Request, state: ServerState) -> Any:
 def _token(request: web.Request, state: ServerState) -> str | None:
     raw = request.query.get("connectionParams")
     if raw:
-        params = parse_input(state, raw)
+        params = parse_input(state, raw, request)
         if isinstance(params, dict) and isinstance(params.get("token"), str):
             return str(params["token"])
     return None
@@ -110,9 +110,10 @@ async def _serve(
     except RpcError as exc:
         await _refuse(out, envelope, exc)
         return
-    principal, auth_error = state.verify(token) if token else state.principal_from(request)
+    principal, auth_error = state.verify(token, request) if token else state.principal_from(request)
     refusal = state.admission_error(principal)
     if refusal is not None:
+        state.refused(request, "capacity", "SSE stream refused by a connection cap")
         await _refuse(out, envelope, refusal)
         return
     session = Session(
@@ -126,6 +127,7 @@ async def _serve(
         auth_error=auth_error,
         on_subscription_end=ended.set,
         metrics=state.metrics,
+        refused=state.reporter(request),
     )
     state.sessions.add(session)
     state.wakeups.add(ended)

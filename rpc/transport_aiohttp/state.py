@@ -4,8 +4,10 @@ origin policy and the server's lifecycle flags."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -14,6 +16,8 @@ from aiohttp import web
 
 from rpc.addresses import client_address
 from rpc.auth import AuthConfig, TokenError, bearer_token, verify_token
+from rpc.client_errors import LOGGER as CLIENT_ERRORS_LOGGER
+from rpc.client_errors import ClientErrorLog
 from rpc.connections import ConnectionRegistry
 from rpc.context import Principal
 from rpc.dispatch import Dispatcher
@@ -76,6 +80,7 @@ class ServerState:
     anonymous: AnonymousPool = field(init=False)
     budget: OutboundBudget = field(init=False)
     guard: ConnectionGuard = field(init=False)
+    client_errors: ClientErrorLog = field(init=False)
 
     def __post_init__(self) -> None:
         limits = self.limits
@@ -83,9 +88,22 @@ class ServerState:
             limits.max_unauthenticated_connections, limits.max_unauthenticated_per_address
         )
         self.budget = OutboundBudget(limits.send_queue_total_bytes, self.metrics)
-        self.guard = ConnectionGuard(
-            limits.max_http_connections, limits.header_timeout_s, self.metrics
+        self.client_errors = ClientErrorLog(
+            logging.getLogger(CLIENT_ERRORS_LOGGER), count=self.metrics.client_errors.inc
         )
+        self.guard = ConnectionGuard(
+            limits.max_http_connections, limits.header_timeout_s, self.metrics, self.client_errors
+        )
+
+    def refused(self, request: web.Request, kind: str, message: str) -> None:
+        """Log a malformed or refused request, throttled per kind and address (CONTRACT 5a);
+        `message` is a fixed description, never anything the client sent."""
+        self.client_errors.report(kind, self.client_address(request), message)
+
+    def reporter(self, request: web.Request) -> Callable[[str, str], None]:
+        """`refused` bound to this request's client address, for a Session."""
+        address = self.client_address(request)
+        return lambda kind, message: self.client_errors.report(kind, address, message)
 
     def client_address(self, request: web.Request) -> str:
         """The address per-address limits count `request` under (rpc.addresses)."""
@@ -102,9 +120,11 @@ class ServerState:
     def principal_from(self, request: web.Request) -> tuple[Principal | None, RpcError | None]:
         """The token of the Authorization header or `token` query parameter, verified."""
         token = bearer_token(request.headers.get("Authorization")) or request.query.get("token")
-        return self.verify(token)
+        return self.verify(token, request)
 
-    def verify(self, token: str | None) -> tuple[Principal | None, RpcError | None]:
+    def verify(
+        self, token: str | None, request: web.Request
+    ) -> tuple[Principal | None, RpcError | None]:
         """(principal, None), or (None, why the token was refused); (None, None): no token."""
         if not token or self.auth is None:
             return None, None
@@ -112,6 +132,7 @@ class ServerState:
             return verify_token(token, self.auth), None
         except TokenError as exc:
             self.metrics.auth_failures.inc(exc.reason)
+            self.refused(request, "auth", f"token refused ({exc.reason})")
             return None, exc
 
     def admission_error(self, principal: Principal | None) -> RpcError | None:

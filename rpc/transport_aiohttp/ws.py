@@ -93,6 +93,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         return _refuse(RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Server is restarting"), 503)
     if not state.origins.permits(request.headers.get("Origin"), request.host):
         metrics.connections_refused.inc("origin")
+        state.refused(request, "origin", "WebSocket upgrade from an origin not allowed")
         return _refuse(RpcError(ErrorCode.FORBIDDEN, "Origin not allowed"))
     principal, auth_error = state.principal_from(request)
     if auth_error is not None:  # a token was presented and refused: no upgrade (CONTRACT 5)
@@ -100,6 +101,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         return _refuse(auth_error)
     refusal = state.admission_error(principal)
     if refusal is not None:
+        state.refused(request, "capacity", "WebSocket upgrade refused by a connection cap")
         return _refuse(refusal)
     anonymous_address = None
     if principal is None:
@@ -107,6 +109,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         reason = state.anonymous.admit(anonymous_address)
         if reason is not None:
             metrics.connections_refused.inc(reason)
+            state.refused(request, "capacity", "too many unauthenticated WebSockets")
             return _refuse(
                 RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Too many unauthenticated connections"),
                 503,
@@ -147,6 +150,7 @@ async def _serve(
         principal=principal,
         metrics=metrics,
         admit=conn.admit,
+        refused=state.reporter(request),
     )
     state.sessions.add(session)
     metrics.connections_open.inc("ws")
@@ -178,12 +182,14 @@ async def _read_loop(conn: WsConnection, session: Session) -> None:
             text: str = msg.data
             if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
                 metrics.oversize_messages.inc("ws")
+                session.refused("too_large", "WebSocket frame over the limit")
                 conn.close(CLOSE_TOO_BIG, "Message too big")
                 return
             await session.receive(text)
         elif kind is WSMsgType.BINARY:
             if len(msg.data) > limit:
                 metrics.oversize_messages.inc("ws")
+                session.refused("too_large", "WebSocket frame over the limit")
                 conn.close(CLOSE_TOO_BIG, "Message too big")
                 return
             session.receive_binary()
@@ -204,4 +210,4 @@ def _protocol_error(error: object, session: Session) -> None:
         session.metrics.oversize_messages.inc("ws")
     elif code == CLOSE_INVALID_TEXT:
         session.metrics.bad_frames.inc("invalid_utf8")
-    log.info("websocket closed on a protocol error: %s (close code %s)", type(error).__name__, code)
+    session.refused("bad_frame", f"WebSocket protocol error (close code {code})")

@@ -236,6 +236,24 @@ BREACHES = {
 }
 
 
+# What each breach adds to the client-error log's counter (one report per refusal).
+CLIENT_ERROR_KIND = {
+    "RATE_LIMIT_PER_10S on a socket": "rate_limited",
+    "RATE_LIMIT_PER_10S over HTTP": "rate_limited",
+    "MAX_CONNECTIONS_PER_USER (WebSocket)": "capacity",
+    "MAX_CONNECTIONS_PER_USER (SSE)": "capacity",
+    "MAX_CONNECTIONS (WebSocket)": "capacity",
+    "MAX_CONNECTIONS (SSE)": "capacity",
+    "MAX_MESSAGE_BYTES (WebSocket)": "too_large",
+    "MAX_MESSAGE_BYTES (HTTP)": "too_large",
+    "MAX_JSON_DEPTH": "too_large",
+    "MAX_BATCH_SIZE": "too_large",
+    "request id length": "bad_frame",
+    "ALLOWED_ORIGINS": "origin",
+    "bad token at the handshake": "auth",
+}
+
+
 @pytest.mark.parametrize("name", list(BREACHES))
 async def test_each_breach_bumps_its_counter(name: str) -> None:
     breach = BREACHES[name]
@@ -244,4 +262,7 @@ async def test_each_breach_bumps_its_counter(name: str) -> None:
         await breach.run(a)
         after = await counters(a)
         changed = {k: after[k] - before[k] for k in after if after[k] != before[k]}
-        assert changed == breach.expected
+        expected = dict(breach.expected)
+        if name in CLIENT_ERROR_KIND:
+            expected[("alertwire_client_errors_total", CLIENT_ERROR_KIND[name])] = 1
+        assert changed == expected
