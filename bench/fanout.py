@@ -52,6 +52,20 @@ class Options:
     idle_s: float = 10.0
     profile: str | None = None  # a path: py-spy records the server while publishing
     server_env: dict[str, str] = field(default_factory=dict)
+    pin: bool = False  # the server on one core, load generators and publisher on the others
+
+
+def cores(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(the server's cores, everyone else's) when pinning on a machine with two or more."""
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not pin or len(available) < 2:
+        return None, None
+    return {available[0]}, set(available[1:])
+
+
+def pin_to(pid: int, cpus: set[int] | None) -> None:
+    if cpus is not None:
+        os.sched_setaffinity(pid, cpus)
 
 
 @dataclass
@@ -126,6 +140,9 @@ def start_server(opts: Options, progress: Progress) -> Server:
     }
     command, cwd = _command(opts, progress)
     log_path = workdir / "server.log"
+    server_cpus, _ = cores(opts.pin)
+    if server_cpus is not None:  # from the start, so every thread it makes inherits it
+        command = ["taskset", "-c", ",".join(map(str, sorted(server_cpus))), *command]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(  # noqa: S603 - our own server commands
             command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -192,7 +209,7 @@ def stop_all(workers: list[Worker], server: Server, progress: Progress) -> None:
 
 def spawn_workers(opts: Options, server: Server, progress: Progress, dialect: str) -> list[Worker]:
     parts = opts.workers if opts.subscribers else 0
-    return [
+    workers = [
         start_worker(
             WorkerSpec(
                 index=index,
@@ -208,6 +225,11 @@ def spawn_workers(opts: Options, server: Server, progress: Progress, dialect: st
         )
         for index, (first, count) in enumerate(split(opts.subscribers, parts))
     ]
+    _, others = cores(opts.pin)
+    for proc, _ in workers:
+        if proc.pid is not None:
+            pin_to(proc.pid, others)
+    return workers
 
 
 def receive(worker: Worker, timeout: float, what: str) -> Any:
@@ -250,6 +272,7 @@ class Profiler:
 
 
 def run_round(opts: Options) -> dict[str, Any]:
+    pin_to(os.getpid(), cores(opts.pin)[1])  # the publisher runs here
     dialect = dialect_for(opts)
     progress = Progress.create(opts.workers if opts.subscribers else 0)
     server = start_server(opts, progress)

@@ -89,6 +89,7 @@ class Pacer:
         self.window = window
         self.stall_s = stall_s
         self.t0 = time.monotonic()
+        self.wall0 = time.time()
         self._last_slowest = -1
         self._last_change = self.t0
         self._blocked = False
@@ -108,6 +109,14 @@ class Pacer:
             if self._blocked:
                 wait = max(wait, 0.0005)
         return wait
+
+    def scheduled(self, published: int) -> float:
+        """The wall-clock time alert number `published` is due: latency counts from here, so
+        a publisher that falls behind its schedule is charged for it. When saturating (no
+        schedule), now."""
+        if not self.interval:
+            return time.time()
+        return self.wall0 + published * self.interval
 
     def stalled(self) -> bool:
         """Held back by the window, and no subscriber progress for `stall_s`."""

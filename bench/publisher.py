@@ -24,12 +24,13 @@ from bench.wsclient import WsClientProtocol, iter_frames, split_url
 CREATE = "healthcare.createAlert"
 
 
-def alert_input(hospital: str, seq: int) -> dict[str, Any]:
+def alert_input(hospital: str, seq: int, stamp: float | None = None) -> dict[str, Any]:
+    """`stamp`: the alert's scheduled send (Pacer.scheduled), now by default."""
     return {
         "hospitalId": hospital,
         "type": "call_button",
         "priority": "high",
-        "title": f"bench-{seq}-{time.time():.6f}",
+        "title": f"bench-{seq}-{time.time() if stamp is None else stamp:.6f}",
         "message": "Benchmark alert",
         "patientId": "p-bench",
         "location": "Ward 1, bed 1",
@@ -151,11 +152,11 @@ class MutationPublisher:
             request_id += 1
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             conn.pending[request_id] = future
-            sent = time.time()
+            sent = pacer.scheduled(seq)
             if not report.first_send:
                 report.first_send = sent
             conn.send_text(
-                mutation_frame(self.dialect, request_id, alert_input(self.hospital, seq))
+                mutation_frame(self.dialect, request_id, alert_input(self.hospital, seq, sent))
             )
             report.sent += 1
             task = asyncio.create_task(self._reply(future, sent, slots))

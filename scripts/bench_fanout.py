@@ -7,6 +7,9 @@
                                                          #   and the raw-socket floor
     python scripts/bench_fanout.py --subscribers 0 --publisher-connections 8 --events 5000
                                                          # createAlert alone
+    python scripts/bench_fanout.py --rate 50 --events 1500 --loop uvloop --pin --rounds 3
+                                                         # Alertwire and the bare peer
+                                                         #   interleaved: median p50/p99 ratios
 
 The server is started on a free port with a fresh database (or --url for a running one, with
 its JWT_SECRET in the environment). Subscribers are spread over --workers load-generator
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -64,6 +68,18 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         default="alertwire",
         help="one server",
     )
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="server on one core, load generators and publisher on the others (2+ cores)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="N rounds of Alertwire and the bare peer, interleaved; the median of the "
+        "per-round latency ratios (from each alert's scheduled send)",
+    )
     p.add_argument("--profile", default=None, help="py-spy raw output path (Alertwire only)")
     p.add_argument("--name", default=None, help="results file name (no extension)")
     p.add_argument("--no-save", action="store_true")
@@ -86,6 +102,7 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         loop=args.loop,
         standin=args.standin,
         profile=args.profile,
+        pin=args.pin,
     )
     return opts, args
 
@@ -123,9 +140,67 @@ def default_name(opts: Options, compare: bool) -> str:
     return "-".join(parts)
 
 
+def from_send(result: dict[str, Any]) -> dict[str, Any]:
+    """Latency from each alert's scheduled send to receipt (the same clock for every peer)."""
+    latency: dict[str, Any] = result["latency_publish"] or {}
+    return latency
+
+
+def interleaved(opts: Options, count: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Alertwire and the bare peer, one after the other, `count` times (the order alternating,
+    so neither always runs on a warmer or quieter machine); the median of per-round ratios."""
+    results: list[dict[str, Any]] = []
+    rounds: list[dict[str, Any]] = []
+    for index in range(count):
+        order = ["alertwire", "bare"] if index % 2 == 0 else ["bare", "alertwire"]
+        pair: dict[str, dict[str, Any]] = {}
+        for target in order:
+            result = run_round(replace(opts, target=target, profile=None))
+            result["round"] = index + 1
+            results.append(result)
+            pair[target] = result
+            sent = from_send(result)
+            print(
+                f"round {index + 1}: {summary(result)}; from the scheduled send "
+                f"p50 {sent.get('p50_ms')} p99 {sent.get('p99_ms')} ms",
+                flush=True,
+            )
+        ours, bare = from_send(pair["alertwire"]), from_send(pair["bare"])
+        ratio = {
+            key: round(ours[key] / bare[key], 3) if ours.get(key) and bare.get(key) else None
+            for key in ("p50_ms", "p99_ms")
+        }
+        rounds.append({"round": index + 1, "alertwire": ours, "bare": bare, "ratio": ratio})
+        print(f"round {index + 1}: Alertwire/bare p50 {ratio['p50_ms']} p99 {ratio['p99_ms']}")
+    medians = {
+        key: statistics.median(r["ratio"][key] for r in rounds if r["ratio"][key] is not None)
+        for key in ("p50_ms", "p99_ms")
+        if any(r["ratio"][key] is not None for r in rounds)
+    }
+    print(
+        f"median of {count} rounds: Alertwire/bare p50 {medians.get('p50_ms')} "
+        f"p99 {medians.get('p99_ms')}",
+        flush=True,
+    )
+    return results, {"rounds": rounds, "median_ratio": medians}
+
+
 def main(argv: list[str] | None = None) -> int:
     opts, args = parse(argv)
     raise_file_limit(opts.subscribers + 1024)
+    if args.rounds:
+        results, comparison = interleaved(opts, args.rounds)
+        paired: dict[str, Any] = {
+            "command": " ".join(["python", "scripts/bench_fanout.py", *(argv or sys.argv[1:])]),
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "pinned": opts.pin,
+            "results": results,
+            **comparison,
+        }
+        if not args.no_save:
+            name = args.name or default_name(opts, False) + f"-rounds{args.rounds}"
+            print(f"results: {save(name, paired).relative_to(ROOT)}")
+        return 0 if all(r["lost"] == 0 and r["duplicated"] == 0 for r in results) else 1
     rounds = [opts]
     if args.compare:
         rounds += [
