@@ -16,6 +16,7 @@ from rpc.dispatch import Dispatcher
 from rpc.transport_aiohttp import HEALTH_KEY, ServerState, create_app, shutdown
 from server.config import ServerConfig
 from server.files import fit_to_file_limit
+from services.config import without_password
 from services.container import Services
 
 log = logging.getLogger("alertwire.server")
@@ -97,7 +98,7 @@ def describe(config: ServerConfig, port: int) -> str:
     return (
         f"Alertwire listening on http://{config.host}:{port} "
         f"(WebSocket ws://{config.host}:{port}/api/trpc); "
-        f"data in {config.database_url}; {mode}"
+        f"data in {without_password(config.database_url)}; {mode}"
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from rpc.dispatch import Dispatcher
 from rpc.limits import Limits
 from rpc.router import Router
 from rpc.transport_aiohttp import ServerState, create_app
+from tests.postgres import fresh_schema, run_database
 from tests.rpc import demo
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -84,3 +85,18 @@ async def client(feed: demo.Feed, limits: Limits) -> AsyncIterator[TestClient[An
     state = make_state(feed, limits)
     async with TestClient(TestServer(create_app(state))) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """This test run's own PostgreSQL database, created on first use and dropped at the end
+    (skips, or fails in CI, without PostgreSQL)."""
+    with run_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_url(postgres_database: str) -> AsyncIterator[str]:
+    """A URL whose connections see an empty schema of this test's own."""
+    async with fresh_schema(postgres_database) as url:
+        yield url
