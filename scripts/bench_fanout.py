@@ -64,6 +64,12 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         default="alertwire",
         help="one server",
     )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="DATABASE_URL for the started server (default: a fresh SQLite file), e.g. an "
+        "empty PostgreSQL database",
+    )
     p.add_argument("--profile", default=None, help="py-spy raw output path (Alertwire only)")
     p.add_argument("--name", default=None, help="results file name (no extension)")
     p.add_argument("--no-save", action="store_true")
@@ -86,6 +92,7 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         loop=args.loop,
         standin=args.standin,
         profile=args.profile,
+        server_env={"DATABASE_URL": args.database_url} if args.database_url else {},
     )
     return opts, args
 
@@ -118,6 +125,8 @@ def default_name(opts: Options, compare: bool) -> str:
         parts.append("standin")
     if opts.loop != "asyncio":
         parts.append(opts.loop)
+    if opts.server_env.get("DATABASE_URL", "").startswith("postgres"):
+        parts.append("postgres")
     if compare:
         parts.append("compare")
     return "-".join(parts)
