@@ -80,6 +80,12 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         help="N rounds of Alertwire and the bare peer, interleaved; the median of the "
         "per-round latency ratios (from each alert's scheduled send)",
     )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="DATABASE_URL for the started server (default: a fresh SQLite file), e.g. an "
+        "empty PostgreSQL database",
+    )
     p.add_argument("--profile", default=None, help="py-spy raw output path (Alertwire only)")
     p.add_argument("--name", default=None, help="results file name (no extension)")
     p.add_argument("--no-save", action="store_true")
@@ -103,6 +109,7 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         standin=args.standin,
         profile=args.profile,
         pin=args.pin,
+        server_env={"DATABASE_URL": args.database_url} if args.database_url else {},
     )
     return opts, args
 
@@ -135,6 +142,8 @@ def default_name(opts: Options, compare: bool) -> str:
         parts.append("standin")
     if opts.loop != "asyncio":
         parts.append(opts.loop)
+    if opts.server_env.get("DATABASE_URL", "").startswith("postgres"):
+        parts.append("postgres")
     if compare:
         parts.append("compare")
     return "-".join(parts)

@@ -18,6 +18,7 @@ from rpc.transport_aiohttp.guard import GuardedSite
 from server import logs
 from server.config import ServerConfig
 from server.files import fit_to_file_limit
+from services.config import without_password
 from services.container import Services
 
 log = logging.getLogger("alertwire.server")
@@ -108,7 +109,7 @@ def describe(config: ServerConfig, port: int) -> str:
     return (
         f"Alertwire listening on http://{config.host}:{port} "
         f"(WebSocket ws://{config.host}:{port}/api/trpc); "
-        f"data in {config.database_url}; {mode}"
+        f"data in {without_password(config.database_url)}; {mode}"
     )
 
 

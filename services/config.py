@@ -1,7 +1,8 @@
 """The alerting domain's settings, read from the environment once.
 
 | variable | default | meaning |
-| `DATABASE_URL` | `sqlite:///data/alertwire.db` | `sqlite:///rel.db`, `sqlite:////abs.db` |
+| `DATABASE_URL` | `sqlite:///data/alertwire.db` | `sqlite:///rel.db`, `sqlite:////abs.db`, |
+|                |                               | or `postgresql://user@host:port/db` (asyncpg)  |
 | `ALERTWIRE_RETENTION_DAYS` | `7` | how long the event log keeps events (a fraction is fine) |
 | `ESCALATION_TARGETS` | `critical=60,high=300,medium=900,low=3600` | seconds to acknowledge |
 | `SQLITE_SYNCHRONOUS` | `FULL` | `FULL` (each commit survives power loss) or `NORMAL` |
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from schemas.alerts import Priority
 
@@ -22,6 +24,9 @@ DEFAULT_TARGETS: dict[Priority, float] = {
     "medium": 900.0,
     "low": 3600.0,
 }
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class DomainConfigError(ValueError):
@@ -35,9 +40,29 @@ def sqlite_path(url: str) -> str:
     # A path ending in "/" names a directory (sqlite:////), not a database file.
     if not url.startswith(prefix) or not path or path.endswith("/"):
         raise DomainConfigError(
-            "DATABASE_URL must look like sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            "DATABASE_URL must look like sqlite:///relative/path.db, sqlite:////absolute/path.db"
+            " or postgresql://user@host:port/database"
         )
     return path
+
+
+def postgres_url(url: str) -> str | None:
+    """The URL itself when it names PostgreSQL (asyncpg reads it as is), else None."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in POSTGRES_SCHEMES or not sep:
+        return None
+    if not rest.strip("/"):
+        raise DomainConfigError("DATABASE_URL must name a PostgreSQL host: postgresql://host/db")
+    return url
+
+
+def without_password(url: str) -> str:
+    """The URL as it may be shown (banner, logs): a password in it is replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def parse_targets(raw: str) -> dict[Priority, float]:
@@ -62,6 +87,8 @@ def parse_targets(raw: str) -> dict[Priority, float]:
 @dataclass(frozen=True)
 class DomainConfig:
     database_path: str = ":memory:"
+    # When set, the store is PostgreSQL at this URL and `database_path` is not used.
+    postgres_url: str | None = None
     retention_s: float = 7 * 86_400.0
     targets: dict[Priority, float] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
     synchronous: str = "FULL"
@@ -79,8 +106,10 @@ class DomainConfig:
         synchronous = env.get("SQLITE_SYNCHRONOUS", "FULL").upper()
         if synchronous not in ("FULL", "NORMAL"):
             raise DomainConfigError("SQLITE_SYNCHRONOUS must be FULL or NORMAL")
+        postgres = postgres_url(database_url)
         return cls(
-            database_path=sqlite_path(database_url),
+            database_path=":memory:" if postgres else sqlite_path(database_url),
+            postgres_url=postgres,
             retention_s=days * 86_400.0,
             targets=parse_targets(env.get("ESCALATION_TARGETS", "")),
             synchronous=synchronous,

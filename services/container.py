@@ -16,10 +16,19 @@ from services.config import DomainConfig
 from services.escalation import EscalationPolicy
 from services.metrics import MetricsService
 from services.store import AlertStore
+from services.store_postgres import PostgresAlertStore
 from services.store_sqlite import SqliteAlertStore
 from services.subscriptions import AlertSubscriptionService
 
 log = logging.getLogger("alertwire.services")
+
+
+def make_store(config: DomainConfig) -> SqliteAlertStore | PostgresAlertStore:
+    """The store DATABASE_URL names, not yet opened: PostgreSQL, or the embedded SQLite file."""
+    if config.postgres_url is not None:
+        return PostgresAlertStore(config.postgres_url)
+    # The SQLite store creates its directory and files itself, private (services.private_files).
+    return SqliteAlertStore(config.database_path, config.synchronous)
 
 
 class Services:
@@ -52,7 +61,7 @@ class Services:
         """Open storage (migrating it; its directory and files are created private, see
         services.private_files) and rebuild the escalation schedule. `background`
         starts the escalation and retention tasks (tests drive them by hand instead)."""
-        store = SqliteAlertStore(config.database_path, config.synchronous)
+        store = make_store(config)
         await store.open()
         services = cls(store, registry, config, clock)
         if background:
@@ -79,7 +88,8 @@ class Services:
             await asyncio.sleep(self.config.prune_interval_s)
 
     async def health(self) -> dict[str, object]:
-        return {"storage": "ok" if await self.store.healthy() else "unavailable"}
+        # CONTRACT 7: "down" while the database cannot be reached (/health answers 503).
+        return {"storage": "ok" if await self.store.healthy() else "down"}
 
     async def close(self) -> None:
         await self.escalation.stop()

@@ -19,6 +19,7 @@ from rpc.limits import Limits
 from rpc.router import Router
 from rpc.transport_aiohttp import ServerState, create_app
 from server.logs import AIOHTTP_SERVER_LOGGER, AiohttpClientErrors
+from tests.postgres import fresh_schema, run_database
 from tests.rpc import demo
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -113,3 +114,18 @@ def aiohttp_server_log() -> Iterator[logging.Logger]:
     finally:
         logger.filters[:] = filters
         logger.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """This test run's own PostgreSQL database, created on first use and dropped at the end
+    (skips, or fails in CI, without PostgreSQL)."""
+    with run_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_url(postgres_database: str) -> AsyncIterator[str]:
+    """A URL whose connections see an empty schema of this test's own."""
+    async with fresh_schema(postgres_database) as url:
+        yield url

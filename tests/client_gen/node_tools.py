@@ -14,31 +14,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import missing
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "clients" / "typescript"
 STAMP = PACKAGE / "node_modules" / ".alertwire-lock-sha256"
 NPM_CI_TIMEOUT_S = 600
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
 def require_node() -> tuple[str, str]:
     """Paths of node and npm, or skip (fail in CI) with the reason."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        missing = " and ".join(n for n, p in (("node", node), ("npm", npm)) if p is None)
-        reason = f"{missing} not found on PATH; the TypeScript tests need Node.js 20+ and npm"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+        absent = " and ".join(n for n, p in (("node", node), ("npm", npm)) if p is None)
+        missing(f"{absent} not found on PATH; the TypeScript tests need Node.js 20+ and npm")
     version = run([node, "--version"], check=True).stdout.strip()
     if int(version.lstrip("v").split(".")[0]) < 20:
-        reason = f"Node.js {version} found; the TypeScript tests need 20+"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing(f"Node.js {version} found; the TypeScript tests need 20+")
     return node, npm
 
 

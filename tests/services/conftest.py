@@ -1,14 +1,12 @@
-"""Fixtures for the healthcare services, driven directly (no sockets) on a real SQLite file."""
+"""Fixtures for the healthcare services, driven directly (no sockets), on each store: a real
+SQLite file and a real PostgreSQL database (tests/services/stores.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,7 +16,14 @@ from services.alerts import AlertService
 from services.config import DEFAULT_TARGETS, DomainConfig
 from services.container import Services
 from services.store import StoredEvent
-from services.store_sqlite import SqliteAlertStore
+from tests.services.stores import (
+    STORES,
+    AnyStore,
+    Backend,
+    PostgresBackend,
+    SqliteBackend,
+    open_store,
+)
 
 T0 = 1_700_000_000.0  # an arbitrary fixed "now" for the injected clocks
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -56,26 +61,8 @@ def alert_input(
     )
 
 
-def query(path: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Read the file through a connection of its own: only what was committed is seen."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return list(db.execute(sql, args).fetchall())
-
-
 def decode(event: StoredEvent) -> AlertEvent:
     return AlertEvent.model_validate_json(event.payload)
-
-
-class Published:
-    """Collects what a store's `on_commit` hands over, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[StoredEvent] = []
-        self.calls = 0
-
-    def __call__(self, events: Sequence[StoredEvent]) -> None:
-        self.calls += 1
-        self.events.extend(events)
 
 
 @pytest.fixture
@@ -83,14 +70,19 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "data" / "alertwire.db")
+@pytest.fixture(params=STORES)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each store behind the seam; every test that uses a store runs on each. PostgreSQL
+    tests get an empty schema of their own."""
+    if request.param == "sqlite":
+        (tmp_path / "data").mkdir(exist_ok=True)
+        return SqliteBackend(str(tmp_path / "data" / "alertwire.db"))
+    return PostgresBackend(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
-def config(db_path: str) -> DomainConfig:
-    return DomainConfig(database_path=db_path)
+def config(backend: Backend) -> DomainConfig:
+    return backend.config()
 
 
 @pytest.fixture
@@ -109,30 +101,12 @@ async def services(
         await svc.close()
 
 
-@contextlib.asynccontextmanager
-async def open_store(path: str) -> AsyncIterator[SqliteAlertStore]:
-    """A bare store (no subscriptions or metrics), its commits recorded in `store.on_commit`;
-    closed on the way out whatever happened."""
-    sqlite = SqliteAlertStore(path)
-    await sqlite.open()
-    sqlite.on_commit = Published()
-    try:
-        yield sqlite
-    finally:
-        await sqlite.close()
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[AnyStore]:
+    async with open_store(backend) as opened:
+        yield opened
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteAlertStore]:
-    async with open_store(str(tmp_path / "store.db")) as sqlite:
-        yield sqlite
-
-
-def published(store: SqliteAlertStore) -> Published:
-    assert isinstance(store.on_commit, Published)
-    return store.on_commit
-
-
-@pytest.fixture
-def alerts(store: SqliteAlertStore, clock: FakeClock) -> AlertService:
+def alerts(store: AnyStore, clock: FakeClock) -> AlertService:
     return AlertService(store, dict(DEFAULT_TARGETS), clock)

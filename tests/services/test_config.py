@@ -14,8 +14,10 @@ from services.config import (
     DomainConfigError,
     parse_targets,
     sqlite_path,
+    without_password,
 )
-from services.container import Services
+from services.container import Services, make_store
+from services.store_postgres import PostgresAlertStore
 from services.store_sqlite import SqliteAlertStore
 from tests.services.conftest import alert_input
 
@@ -37,18 +39,46 @@ def test_database_url(url: str, path: str) -> None:
 @pytest.mark.parametrize(
     "url",
     [
+        "postgresql://user@db/alertwire",
+        "postgres://alertwire@127.0.0.1:5432/alerts?sslmode=disable",
+    ],
+)
+def test_a_postgresql_url_chooses_postgresql(url: str) -> None:
+    config = DomainConfig.from_env(url, {})
+    assert config.postgres_url == url  # asyncpg reads the URL as it is
+    assert isinstance(make_store(config), PostgresAlertStore)
+    assert isinstance(make_store(DomainConfig.from_env("sqlite:///a.db", {})), SqliteAlertStore)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://aw:s3cret@db:5432/alerts", "postgresql://aw:***@db:5432/alerts"),
+        ("postgresql://aw@db/alerts", "postgresql://aw@db/alerts"),
+        ("sqlite:///data/alertwire.db", "sqlite:///data/alertwire.db"),
+    ],
+)
+def test_a_database_password_is_never_shown(url: str, shown: str) -> None:
+    assert without_password(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
         "",
         "alertwire.db",
         "sqlite:///",
         "sqlite://alertwire.db",
         "sqlite:////",
         "sqlite:///data/",
-        "postgresql://user@db/alertwire",
+        "mysql://user@db/alertwire",
+        "postgresql://",
     ],
 )
 def test_a_bad_database_url_is_refused(url: str) -> None:
-    with pytest.raises(DomainConfigError, match="DATABASE_URL"):
-        sqlite_path(url)
+    if not url.startswith("postgresql"):
+        with pytest.raises(DomainConfigError, match="DATABASE_URL"):
+            sqlite_path(url)
     with pytest.raises(DomainConfigError, match="DATABASE_URL"):
         DomainConfig.from_env(url, {})
 

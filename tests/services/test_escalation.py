@@ -16,6 +16,7 @@ from services.config import DomainConfig, parse_targets
 from services.container import Services
 from services.store import StoredEvent
 from tests.services.conftest import FakeClock, alert_input, decode
+from tests.services.stores import Backend
 
 CRITICAL = 60.0  # the default targets
 LOW = 3600.0
@@ -135,8 +136,8 @@ async def test_the_schedule_survives_a_restart(config: DomainConfig, clock: Fake
         await second.close()
 
 
-async def test_configured_targets_drive_escalation(db_path: str, clock: FakeClock) -> None:
-    config = DomainConfig(database_path=db_path, targets=parse_targets("critical=5, high=20"))
+async def test_configured_targets_drive_escalation(backend: Backend, clock: FakeClock) -> None:
+    config = backend.config(targets=parse_targets("critical=5, high=20"))
     services = await Services.open(config, ConnectionRegistry(), clock=clock, background=False)
     try:
         critical = await raise_alert(services, "critical")

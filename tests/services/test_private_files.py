@@ -15,7 +15,8 @@ from rpc.connections import ConnectionRegistry
 from services.config import DomainConfig
 from services.container import Services
 from services.private_files import make_private_dir, make_private_file
-from tests.services.conftest import alert_input, open_store
+from tests.services.conftest import alert_input
+from tests.services.stores import SqliteBackend, open_store
 
 UMASKS = [0o022, 0o000, 0o077, 0o277]
 
@@ -57,7 +58,7 @@ async def test_files_an_earlier_release_left_readable_are_tightened(
         earlier.execute("INSERT INTO leftover VALUES (1)")
         earlier.commit()
         assert {mode(p) for p in database_files(db)} == {0o644}
-        async with open_store(str(db)):
+        async with open_store(SqliteBackend(str(db))):
             assert [oct(mode(p)) for p in database_files(db)] == [oct(0o600)] * 3
 
 
@@ -65,7 +66,7 @@ async def test_a_directory_the_operator_made_keeps_its_mode(tmp_path: Path, umas
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o750)  # noqa: S103 - shared with a group on purpose
-    async with open_store(str(shared / "alertwire.db")):
+    async with open_store(SqliteBackend(str(shared / "alertwire.db"))):
         assert mode(shared) == 0o750
         assert mode(shared / "alertwire.db") == 0o600
 

@@ -1,12 +1,11 @@
-"""services/store_sqlite.py, continued: what it reads back (pages of alerts, the event log, the
-audit columns), retention (prune, prune marks, positions) and health. Split from
-test_store_sqlite.py to keep each file readable."""
+"""The AlertStore seam's contract, continued, on every store (the `backend` fixture): what it
+reads back (pages of alerts, the event log, the audit columns), retention (prune, prune marks,
+positions) and health. Split from test_store_contract.py to keep each file readable."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +14,11 @@ from rpc.connections import ConnectionRegistry
 from rpc.errors import ErrorCode, RpcError
 from schemas.alerts import Alert, UpdateAlertInput
 from services.alerts import AlertService
-from services.config import DEFAULT_TARGETS, DomainConfig
+from services.config import DEFAULT_TARGETS
 from services.container import Services
 from services.store import format_event_id
-from services.store_sqlite import SqliteAlertStore
-from tests.services.conftest import FakeClock, alert_input, decode, open_store, query
+from tests.services.conftest import FakeClock, alert_input, decode
+from tests.services.stores import AnyStore, Backend, open_store
 
 DAY = 86_400.0
 
@@ -31,7 +30,7 @@ async def raise_and_resolve(alerts: AlertService, count: int, hospital: str = "h
     return await asyncio.gather(*(alerts.resolve(a.id, "nurse-1", None) for a in created))
 
 
-async def seqs(store: SqliteAlertStore, hospital: str) -> list[int]:
+async def seqs(store: AnyStore, hospital: str) -> list[int]:
     return [e.seq for e in await store.events_after(hospital, 0, 100_000)]
 
 
@@ -39,7 +38,7 @@ async def seqs(store: SqliteAlertStore, hospital: str) -> list[int]:
 
 
 async def test_list_alerts_pages_newest_first_with_a_status_filter(
-    store: SqliteAlertStore, alerts: AlertService
+    store: AnyStore, alerts: AlertService
 ) -> None:
     made = []
     for i in range(7):
@@ -73,9 +72,7 @@ async def test_list_alerts_pages_newest_first_with_a_status_filter(
 
 
 @pytest.mark.parametrize("cursor", ["abc", "-1", "1.5", "²", "9" * 30])
-async def test_list_alerts_refuses_a_cursor_it_did_not_issue(
-    store: SqliteAlertStore, cursor: str
-) -> None:
+async def test_list_alerts_refuses_a_cursor_it_did_not_issue(store: AnyStore, cursor: str) -> None:
     with pytest.raises(RpcError) as exc:
         await store.list_alerts("h1", None, 10, cursor)
     assert exc.value.code is ErrorCode.BAD_REQUEST
@@ -86,7 +83,7 @@ async def test_list_alerts_refuses_a_cursor_it_did_not_issue(
 
 
 async def test_events_after_per_hospital_and_per_alert(
-    store: SqliteAlertStore, alerts: AlertService
+    store: AnyStore, alerts: AlertService
 ) -> None:
     x = await alerts.create(alert_input("h1", title="x"), "device-7")
     z = await alerts.create(alert_input("h2", title="z"), "device-7")
@@ -120,7 +117,7 @@ async def test_events_after_per_hospital_and_per_alert(
 
 
 async def test_the_audit_log_keeps_actor_time_and_detail(
-    store: SqliteAlertStore, alerts: AlertService, clock: FakeClock
+    backend: Backend, store: AnyStore, alerts: AlertService, clock: FakeClock
 ) -> None:
     alert = await alerts.create(alert_input(priority="critical"), "device-7")
     steps: list[Callable[[], Awaitable[Alert]]] = [
@@ -134,7 +131,7 @@ async def test_the_audit_log_keeps_actor_time_and_detail(
         clock.advance(30)
         times.append(clock())
         await step()
-    rows = query(store.path, "SELECT type, actor_id, occurred_ts, detail FROM events ORDER BY seq")
+    rows = backend.query("SELECT type, actor_id, occurred_ts, detail FROM events ORDER BY seq")
     assert rows == [
         ("alert.created", "device-7", times[0], None),
         ("alert.acknowledged", "nurse-1", times[1], "on my way"),
@@ -145,15 +142,15 @@ async def test_the_audit_log_keeps_actor_time_and_detail(
 
 
 async def test_automatic_escalation_is_audited_as_the_system(
-    store: SqliteAlertStore, alerts: AlertService, clock: FakeClock
+    backend: Backend, store: AnyStore, alerts: AlertService, clock: FakeClock
 ) -> None:
     alert = await alerts.create(alert_input(priority="critical"), "device-7")
     clock.advance(DEFAULT_TARGETS["critical"])
     escalated = await alerts.escalate_if_due(alert.id)
     assert escalated is not None
     assert escalated.escalation_level == 1
-    [(actor, detail)] = query(
-        store.path, "SELECT actor_id, detail FROM events WHERE type = 'alert.escalated'"
+    [(actor, detail)] = backend.query(
+        "SELECT actor_id, detail FROM events WHERE type = 'alert.escalated'"
     )
     assert actor == "system"
     assert "critical" in detail
@@ -164,7 +161,7 @@ async def test_automatic_escalation_is_audited_as_the_system(
 
 
 async def test_prune_removes_events_older_than_the_cutoff(
-    store: SqliteAlertStore, alerts: AlertService, clock: FakeClock
+    backend: Backend, store: AnyStore, alerts: AlertService, clock: FakeClock
 ) -> None:
     await raise_and_resolve(alerts, 60)  # events 1..120, at T0
     old_newest = (await store.positions("h1"))[0]
@@ -179,30 +176,35 @@ async def test_prune_removes_events_older_than_the_cutoff(
     assert await seqs(store, "h1") == list(range(old_newest + 1, newest + 1))
     assert await store.prune(clock() - 5 * DAY) == {}  # nothing more to do
     assert await store.positions("h1") == (newest, old_newest)
-    assert query(store.path, "SELECT * FROM prune_marks") == [("h1", old_newest)]
+    assert backend.query("SELECT * FROM prune_marks") == [("h1", old_newest)]
 
 
 async def test_a_prune_that_fails_halfway_leaves_the_log_whole(
-    store: SqliteAlertStore, alerts: AlertService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    backend: Backend,
+    store: AnyStore,
+    alerts: AlertService,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await raise_and_resolve(alerts, 60)
     before = await seqs(store, "h1")
 
     async def delete_then_fail(db: Any, before_ts: float) -> dict[str, int]:
+        # aiosqlite's connection and asyncpg's both take a statement without arguments so
         await db.execute("DELETE FROM events WHERE hospital_id = 'h1'")
-        raise OSError("disk trouble")
+        raise RuntimeError("disk trouble")
 
-    monkeypatch.setattr("services.store_sqlite.prune_events", delete_then_fail)
-    with pytest.raises(OSError, match="disk trouble"):
+    monkeypatch.setattr(f"services.store_{backend.name}.prune_events", delete_then_fail)
+    with pytest.raises(RuntimeError, match="disk trouble"):
         await store.prune(clock() + DAY)
     assert await seqs(store, "h1") == before
-    assert query(store.path, "SELECT COUNT(*) FROM events") == [(len(before),)]
+    assert backend.query("SELECT COUNT(*) FROM events") == [(len(before),)]
     await raise_and_resolve(alerts, 1)  # the store goes on writing
     assert len(await seqs(store, "h1")) == len(before) + 2
 
 
 async def test_prune_keeps_every_event_from_the_oldest_open_alert_on(
-    store: SqliteAlertStore, alerts: AlertService, clock: FakeClock
+    store: AnyStore, alerts: AlertService, clock: FakeClock
 ) -> None:
     await raise_and_resolve(alerts, 30)
     still_open = await alerts.create(alert_input(title="still open"), "device-7")
@@ -226,12 +228,11 @@ async def test_prune_keeps_every_event_from_the_oldest_open_alert_on(
 
 
 async def test_prune_keeps_the_last_100_events_of_each_hospital(
-    tmp_path: Path, clock: FakeClock
+    backend: Backend, clock: FakeClock
 ) -> None:
     """CONTRACT 4: at least the last 100 events of each hospital are always replayable, and
     event ids keep increasing after everything older was pruned and the server restarted."""
-    path = str(tmp_path / "keep.db")
-    async with open_store(path) as store:
+    async with open_store(backend) as store:
         alerts = AlertService(store, dict(DEFAULT_TARGETS), clock)
         await raise_and_resolve(alerts, 70, "h1")  # 140 events
         await raise_and_resolve(alerts, 5, "h2")  # 10 events
@@ -245,17 +246,18 @@ async def test_prune_keeps_the_last_100_events_of_each_hospital(
         assert await seqs(store, "h2") == h2_before
         assert await store.positions("h2") == (h2_before[-1], 0)
 
-    async with open_store(path) as store:
+    async with open_store(backend) as store:
         alerts = AlertService(store, dict(DEFAULT_TARGETS), clock)
-        alert = await alerts.create(alert_input("h2"), "device-7")
-        [event] = await store.events_after("h2", 0, 1, alert_id=alert.id)
-        assert event.id > format_event_id(max(h1_before[-1], h2_before[-1]))
+        for hospital, before in (("h1", h1_before), ("h2", h2_before)):
+            alert = await alerts.create(alert_input(hospital), "device-7")
+            [event] = await store.events_after(hospital, 0, 1, alert_id=alert.id)
+            assert event.seq > before[-1]
 
 
 async def test_services_prune_applies_the_configured_retention(
-    db_path: str, clock: FakeClock
+    backend: Backend, clock: FakeClock
 ) -> None:
-    config = DomainConfig(database_path=db_path, retention_s=2 * DAY)
+    config = backend.config(retention_s=2 * DAY)
     services = await Services.open(config, ConnectionRegistry(), clock=clock, background=False)
     try:
         await raise_and_resolve(services.alerts, 60)
@@ -276,8 +278,8 @@ async def test_services_prune_applies_the_configured_retention(
 # --- health -----------------------------------------------------------------------------------
 
 
-async def test_healthy_while_open_and_unavailable_after_close(tmp_path: Path) -> None:
-    store = SqliteAlertStore(str(tmp_path / "h.db"))
+async def test_healthy_while_open_and_unavailable_after_close(backend: Backend) -> None:
+    store = backend.new_store()
     assert not await store.healthy()
     await store.open()
     assert await store.healthy()

@@ -1,0 +1,173 @@
+"""The PostgreSQL schema: its migrations, applied at start-up exactly once however many nodes
+start at the same moment.
+
+Each node takes the same transaction-scoped advisory lock before it reads
+`schema_migrations`, so the first applies what is missing and the others, queued on the lock,
+find it done. A migration, its row in `schema_migrations` and the lock share one transaction:
+a node that dies halfway leaves nothing behind and releases the lock. A database from a newer
+version than this code knows is refused rather than guessed at.
+
+The schema mirrors the SQLite one (sqlite_schema.py) with one difference that the cluster
+needs: event positions are per hospital. `event_counters` holds each hospital's last position;
+a commit moves it forward by exactly the number of events it inserts, under the row's lock, so
+a hospital's stream has no gap and no reuse whichever node writes (see `alertwire_commit`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from services.sqlite_schema import SchemaError
+
+if TYPE_CHECKING:
+    from services.postgres_pool import Connection
+
+# "alertwire schema" as a number: any 64-bit key that no other user of the database takes.
+MIGRATION_LOCK = 0x616C_6572_7477_6972
+
+# The SQLSTATE alertwire_commit raises when an alert's stored version is not the one a change
+# started from (class "AW" is not one of PostgreSQL's).
+VERSION_CONFLICT = "AW409"
+
+COMMIT_FUNCTION = """
+CREATE FUNCTION alertwire_commit(
+    c_hospital text[], c_from bigint[], c_to bigint[],
+    a_id text[], a_hospital text[], a_status text[], a_priority text[],
+    a_created float8[], a_responded float8[], a_due float8[],
+    a_version integer[], a_expected integer[], a_body text[],
+    e_hospital text[], e_seq bigint[], e_alert text[], e_type text[], e_actor text[],
+    e_ts float8[], e_detail text[], e_payload bytea[]
+) RETURNS TABLE (counter_hospital text, counter_seq bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    updated bigint;
+    inserted bigint;
+BEGIN
+    -- A hospital's first events create its counter; a second first writer waits on the key.
+    INSERT INTO event_counters (hospital_id, last_seq)
+        SELECT t.h, 0 FROM unnest(c_hospital, c_from) AS t(h, f) WHERE t.f = 0
+        ORDER BY t.h COLLATE "C"
+        ON CONFLICT DO NOTHING;
+    -- Writers of a hospital queue here, always in the same order (no deadlock).
+    PERFORM 1 FROM event_counters c WHERE c.hospital_id = ANY(c_hospital)
+        ORDER BY c.hospital_id COLLATE "C" FOR UPDATE;
+    -- Someone else wrote since the caller numbered its events: nothing is written, and the
+    -- caller gets the current positions to number them again.
+    IF EXISTS (SELECT 1 FROM unnest(c_hospital, c_from) AS t(h, f)
+               JOIN event_counters c ON c.hospital_id = t.h WHERE c.last_seq <> t.f) THEN
+        RETURN QUERY SELECT c.hospital_id, c.last_seq FROM event_counters c
+            WHERE c.hospital_id = ANY(c_hospital);
+        RETURN;
+    END IF;
+    UPDATE event_counters c SET last_seq = t.s
+        FROM unnest(c_hospital, c_to) AS t(h, s) WHERE c.hospital_id = t.h;
+    UPDATE alerts a SET status = t.status, priority = t.priority, responded_ts = t.responded,
+            escalation_due = t.due, version = t.version, body = t.body
+        FROM unnest(a_id, a_status, a_priority, a_responded, a_due, a_version, a_expected,
+                    a_body) AS t(id, status, priority, responded, due, version, expected, body)
+        WHERE a.id = t.id AND t.expected > 0 AND a.version = t.expected;
+    GET DIAGNOSTICS updated = ROW_COUNT;
+    INSERT INTO alerts (id, hospital_id, status, priority, created_ts, responded_ts,
+                        escalation_due, version, body)
+        SELECT t.id, t.hospital, t.status, t.priority, t.created, t.responded, t.due,
+               t.version, t.body
+        FROM unnest(a_id, a_hospital, a_status, a_priority, a_created, a_responded, a_due,
+                    a_version, a_expected, a_body)
+             WITH ORDINALITY AS t(id, hospital, status, priority, created, responded, due,
+                                  version, expected, body, ord)
+        WHERE t.expected = 0 ORDER BY t.ord
+        ON CONFLICT (id) DO NOTHING;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    IF updated + inserted <> cardinality(a_id) THEN
+        RAISE EXCEPTION 'an alert was changed by another writer' USING ERRCODE = 'AW409';
+    END IF;
+    -- Each hospital's events are exactly the positions c_from + 1 .. c_to (the primary key
+    -- forbids repeats): the counter and the log cannot disagree.
+    IF cardinality(e_seq) <> (SELECT COALESCE(SUM(t.s - t.f), 0)
+                              FROM unnest(c_from, c_to) AS t(f, s))
+       OR EXISTS (SELECT 1 FROM unnest(e_hospital, e_seq) AS e(h, s)
+                  LEFT JOIN unnest(c_hospital, c_from, c_to) AS t(h, f, s) ON t.h = e.h
+                  WHERE t.h IS NULL OR e.s <= t.f OR e.s > t.s) THEN
+        RAISE EXCEPTION 'event positions do not match the counters' USING ERRCODE = 'AW500';
+    END IF;
+    INSERT INTO events (hospital_id, seq, alert_id, type, actor_id, occurred_ts, detail,
+                        payload)
+        SELECT * FROM unnest(e_hospital, e_seq, e_alert, e_type, e_actor, e_ts, e_detail,
+                             e_payload);
+END
+$$
+"""
+
+MIGRATIONS: list[str] = [
+    # 1: alerts (current state), the append-only event log, per-hospital positions and
+    # prune marks, and the one-call commit of a write batch.
+    """
+    CREATE TABLE alerts (
+        n bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        hospital_id text NOT NULL,
+        status text NOT NULL,
+        priority text NOT NULL,
+        created_ts double precision NOT NULL,
+        responded_ts double precision,
+        escalation_due double precision,
+        version integer NOT NULL,
+        body text NOT NULL
+    );
+    CREATE INDEX alerts_by_hospital ON alerts (hospital_id, n);
+    CREATE INDEX alerts_open ON alerts (hospital_id, status);
+    CREATE INDEX alerts_recent ON alerts (hospital_id, created_ts);
+    CREATE INDEX alerts_escalating ON alerts (escalation_due) WHERE escalation_due IS NOT NULL;
+    CREATE TABLE events (
+        hospital_id text NOT NULL,
+        seq bigint NOT NULL,
+        alert_id text NOT NULL,
+        type text NOT NULL,
+        actor_id text NOT NULL,
+        occurred_ts double precision NOT NULL,
+        detail text,
+        payload bytea NOT NULL,
+        PRIMARY KEY (hospital_id, seq)
+    );
+    CREATE INDEX events_by_alert ON events (alert_id, seq);
+    CREATE INDEX events_by_time ON events (occurred_ts);
+    CREATE TABLE event_counters (
+        hospital_id text PRIMARY KEY,
+        last_seq bigint NOT NULL
+    );
+    CREATE TABLE prune_marks (
+        hospital_id text PRIMARY KEY,
+        pruned_through bigint NOT NULL
+    );
+    """
+    + COMMIT_FUNCTION,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+async def schema_version(conn: Connection) -> int:
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
+
+
+async def migrate(conn: Connection) -> int:
+    """Bring the database to SCHEMA_VERSION; returns the version it had."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        found = await schema_version(conn)
+        if found > SCHEMA_VERSION:
+            raise SchemaError(
+                f"the database has schema version {found}; this server knows up to {SCHEMA_VERSION}"
+            )
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            await conn.execute(MIGRATIONS[version - 1])
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+    return found
