@@ -31,7 +31,7 @@ from rpc.identity import identity_of
 from rpc.limits import id_too_long
 from rpc.openrpc import discover
 from rpc.router import Kind, Procedure, field_errors
-from rpc.stream import UNTRACKED_TAIL, FrameTail
+from rpc.stream import UNTRACKED_TAIL, FrameTail, SharedFrames
 from schemas.system import AuthenticateInput
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ def _usable_id(message: Any) -> Any:
 
 
 _TRACKED_TAIL = FrameTail(lambda eid, payload: b',"id":' + eid + b',"data":' + payload + b"}}")
+_TRACKED_FRAMES = SharedFrames(_TRACKED_TAIL)
+_UNTRACKED_FRAMES = SharedFrames(UNTRACKED_TAIL)
 
 
 class JsonRpcEnvelope:
@@ -83,14 +85,10 @@ class JsonRpcEnvelope:
         return self._reply
 
     def event(self, event_id: str | None, payload: bytes) -> bytes:
-        head, tail = self.event_parts(event_id, payload)
-        return head + tail
-
-    def event_parts(self, event_id: str | None, payload: bytes) -> tuple[bytes, bytes]:
-        """An event frame as this subscription's head and the tail every subscriber shares."""
+        """The event's frame: the same bytes for every subscription with this one's id."""
         if event_id is None:
-            return self._head, UNTRACKED_TAIL.get("", payload)
-        return self._head, _TRACKED_TAIL.get(event_id, payload)
+            return _UNTRACKED_FRAMES.get(self._head, "", payload)
+        return _TRACKED_FRAMES.get(self._head, event_id, payload)
 
     def ended(self, error: RpcError | None) -> list[bytes]:
         params: dict[str, Any] = {"subscription": self.sid}

@@ -43,6 +43,30 @@ class FrameTail:
         return self._tail
 
 
+class SharedFrames:
+    """Whole event frames of the event being fanned out, one per subscription head: every
+    subscriber whose subscription has the same head (the same dialect and subscription id, as
+    most sockets' first subscription does) is handed the very same bytes, built once. Keyed,
+    like FrameTail, by the payload object itself; a new event starts a new set."""
+
+    __slots__ = ("_event_id", "_frames", "_payload", "_tail")
+
+    def __init__(self, tail: FrameTail) -> None:
+        self._tail = tail
+        self._event_id = ""
+        self._payload = b""
+        self._frames: dict[bytes, bytes] = {}
+
+    def get(self, head: bytes, event_id: str, payload: bytes) -> bytes:
+        if payload is not self._payload or event_id != self._event_id:
+            self._frames = {}
+            self._event_id, self._payload = event_id, payload
+        frame = self._frames.get(head)
+        if frame is None:
+            frame = self._frames[head] = head + self._tail.get(event_id, payload)
+        return frame
+
+
 # The tail of an untracked event, the same in both dialects: `,"data":<payload>}}`.
 UNTRACKED_TAIL = FrameTail(lambda _eid, payload: b',"data":' + payload + b"}}")
 

@@ -1,10 +1,9 @@
 """One live subscription on a connection, and the envelope its dialect wraps events in.
 
 Hot path: a push source calls `Subscription.event(id, payload)` synchronously with a payload
-encoded once for every subscriber; only the envelope (a few bytes) is built here. Where both
-the envelope and the transport can (`event_parts`, `send_parts`), the frame is not even joined
-here: the subscription's own head and the tail every subscriber shares go to the transport as
-they are, which copies them once, into the write.
+encoded once for every subscriber. The envelope hands back the whole frame, built once per event
+for every subscription with the same head (rpc.stream.SharedFrames), and the transport queues
+those same bytes: per subscriber, a lookup and an append.
 """
 
 from __future__ import annotations
@@ -35,9 +34,8 @@ class Envelope(Protocol):
 
 class Subscription:
     __slots__ = (
-        "_parts",
+        "_frame",
         "_send",
-        "_send_parts",
         "_task",
         "done",
         "envelope",
@@ -65,14 +63,9 @@ class Subscription:
         self.envelope = envelope
         self.done = False
         self._task: asyncio.Task[None] | None = None
-        self._send = session.transport.send  # looked up once: event() runs per subscriber
-        send = self._send
-        self._send_parts: Callable[[bytes, bytes], None] = getattr(
-            session.transport, "send_parts", lambda head, tail: send(head + tail)
-        )
-        self._parts: Callable[[str | None, bytes], tuple[bytes, bytes]] | None = getattr(
-            envelope, "event_parts", None
-        )
+        # Looked up once: event() runs per subscriber.
+        self._send: Callable[[bytes], None] = session.transport.send
+        self._frame: Callable[[str | None, bytes], bytes] = envelope.event
         session.metrics.subscriptions_open.inc()  # and dec once, in _release
 
     async def run(self) -> None:
@@ -90,13 +83,8 @@ class Subscription:
     # EventSink -----------------------------------------------------------------------------
 
     def event(self, event_id: str | None, payload: bytes) -> None:
-        if self.done:
-            return
-        parts = self._parts
-        if parts is not None:
-            self._send_parts(*parts(event_id, payload))
-        else:
-            self._send(self.envelope.event(event_id, payload))
+        if not self.done:
+            self._send(self._frame(event_id, payload))
 
     def end(self, error: RpcError | None = None) -> None:
         self.finish(error)

@@ -14,7 +14,7 @@ import orjson
 from rpc.errors import ErrorCode, RpcError, parse_error, to_rpc_error
 from rpc.limits import id_too_long
 from rpc.router import Kind
-from rpc.stream import UNTRACKED_TAIL, FrameTail
+from rpc.stream import UNTRACKED_TAIL, FrameTail, SharedFrames
 
 if TYPE_CHECKING:
     from rpc.session import Session
@@ -48,6 +48,8 @@ def _head(request_id: Any, echo: bool) -> bytes:
 _TRACKED_TAIL = FrameTail(
     lambda eid, payload: b',"id":' + eid + b',"data":{"id":' + eid + b',"data":' + payload + b"}}}"
 )
+_TRACKED_FRAMES = SharedFrames(_TRACKED_TAIL)
+_UNTRACKED_FRAMES = SharedFrames(UNTRACKED_TAIL)
 
 
 class TrpcEnvelope:
@@ -67,14 +69,10 @@ class TrpcEnvelope:
         return self._head + b',"result":{"type":"stopped"}}'
 
     def event(self, event_id: str | None, payload: bytes) -> bytes:
-        head, tail = self.event_parts(event_id, payload)
-        return head + tail
-
-    def event_parts(self, event_id: str | None, payload: bytes) -> tuple[bytes, bytes]:
-        """An event frame as this subscription's head and the tail every subscriber shares."""
+        """The event's frame: the same bytes for every subscription with this one's id."""
         if event_id is None:
-            return self._data, UNTRACKED_TAIL.get("", payload)
-        return self._data, _TRACKED_TAIL.get(event_id, payload)
+            return _UNTRACKED_FRAMES.get(self._data, "", payload)
+        return _TRACKED_FRAMES.get(self._data, event_id, payload)
 
     def error(self, error: RpcError) -> bytes:
         return self._error_head + orjson.dumps(error.to_dict(DIALECT, self.path)) + b"}"

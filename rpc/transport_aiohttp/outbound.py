@@ -176,14 +176,18 @@ HIGH_WATER_BYTES = 256 * 1024
 
 def frame_header(size: int) -> bytes:
     """Header of an unmasked, uncompressed, final text frame (RFC 6455 section 5.2)."""
-    if size < 126:
-        return _SHORT[size]
-    if size < 65536:
-        return b"\x81\x7e" + size.to_bytes(2, "big")
-    return b"\x81\x7f" + size.to_bytes(8, "big")
+    header = _HEADERS.get(size)
+    if header is None:
+        if size < 65536:
+            header = _HEADERS[size] = b"\x81\x7e" + size.to_bytes(2, "big")
+        else:
+            header = b"\x81\x7f" + size.to_bytes(8, "big")
+    return header
 
 
-_SHORT = [bytes((0x81, n)) for n in range(126)]
+# Headers of every size up to 64 KiB once built (a few bytes each, at most 64 Ki of them): fan-out
+# asks for the same size once per subscriber.
+_HEADERS: dict[int, bytes] = {n: bytes((0x81, n)) for n in range(126)}
 
 
 class WsOutbound(Outbound):
@@ -222,23 +226,6 @@ class WsOutbound(Outbound):
         self._pending.append(frame_header(len(frame)))
         self._pending.append(frame)
         self._pending_bytes += len(frame)
-        if not self._marked:
-            self._marked = True
-            self._flush_soon.mark(self)
-
-    def send_parts(self, head: bytes, tail: bytes) -> None:
-        """`send(head + tail)` without joining them here: the flush joins everything once."""
-        if self._closing is not None:
-            return
-        if self._blocked:
-            super().send(head + tail)
-            return
-        size = len(head) + len(tail)
-        pending = self._pending
-        pending.append(frame_header(size))
-        pending.append(head)
-        pending.append(tail)
-        self._pending_bytes += size
         if not self._marked:
             self._marked = True
             self._flush_soon.mark(self)

@@ -76,11 +76,6 @@ class WsConnection:
         """The outbound queue's own `send`: fan-out calls it once per subscriber."""
         return self.out.send
 
-    @property
-    def send_parts(self) -> Callable[[bytes, bytes], None]:
-        """One frame given as two parts (see rpc.subscription): copied once, into the write."""
-        return self.out.send_parts
-
     def close(self, code: int, reason: str) -> None:
         self.out.close(code, reason)
 

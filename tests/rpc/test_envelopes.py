@@ -1,6 +1,5 @@
-"""Event frames, whole or as two parts (the subscription's head, the tail every subscriber
-shares): the right message in both dialects, tracked or not, however subscriptions and events
-interleave (the shared tails are cached per event)."""
+"""Event frames: the right message in both dialects, tracked or not, however subscriptions and
+events interleave (frames are cached per event and shared by subscriptions with one head)."""
 
 from __future__ import annotations
 
@@ -49,19 +48,32 @@ ENVELOPES: list[tuple[JsonRpcEnvelope | TrpcEnvelope, Any]] = [
 
 
 @pytest.mark.parametrize("rounds", [1, 3])
-def test_frames_carry_the_event_and_the_parts_join_to_the_whole(rounds: int) -> None:
+def test_frames_carry_the_event(rounds: int) -> None:
     for _ in range(rounds):
         for event_id, payload, (envelope, expected) in itertools.product(
             EVENT_IDS, PAYLOADS, ENVELOPES
         ):
-            head, tail = envelope.event_parts(event_id, payload)
             whole = envelope.event(event_id, payload)
-            assert head + tail == whole
             assert orjson.loads(whole) == expected(event_id, orjson.loads(payload))
 
 
-def test_every_subscriber_of_an_event_shares_one_tail_object() -> None:
+def test_subscriptions_with_one_head_share_one_frame_object_per_event() -> None:
     payload = b'{"shared":true}'
-    first = JsonRpcEnvelope("s1", 1).event_parts("0000000000000009", payload)[1]
-    second = JsonRpcEnvelope("s2", 2).event_parts("0000000000000009", payload)[1]
-    assert first is second
+    first = JsonRpcEnvelope("s1", 1).event("0000000000000009", payload)
+    same_head = JsonRpcEnvelope("s1", "another request").event("0000000000000009", payload)
+    other_head = JsonRpcEnvelope("s2", 2).event("0000000000000009", payload)
+    assert first is same_head
+    assert other_head is not first
+    assert orjson.loads(other_head)["params"]["subscription"] == "s2"
+    trpc_first = TrpcEnvelope(1, False, "p").event("0000000000000009", payload)
+    assert TrpcEnvelope(1, False, "p").event("0000000000000009", payload) is trpc_first
+    assert orjson.loads(TrpcEnvelope(2, False, "p").event("0000000000000009", payload))["id"] == 2
+
+
+def test_a_new_event_is_never_served_an_earlier_frame() -> None:
+    envelope = JsonRpcEnvelope("s1", 1)
+    first = envelope.event("0000000000000001", b'{"n":1}')
+    second = envelope.event("0000000000000002", b'{"n":1}')  # equal bytes, another event
+    assert orjson.loads(second)["params"]["id"] == "0000000000000002"
+    again = envelope.event("0000000000000001", b'{"n":1}')  # back to the first event
+    assert orjson.loads(again) == orjson.loads(first)
