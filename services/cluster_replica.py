@@ -159,7 +159,7 @@ class ConnectionReplica:
                 pipe.pexpire(conns, self.ttl_ms)
             pipe.set(self.keys.version(self.keys.node), version, px=self.ttl_ms)
             pipe.sadd(self.keys.nodes, self.keys.node)
-            pipe.publish(self.keys.connections, self._notice(version, full=True))
+            pipe.publish(self.keys.connections, self._notice(version, {"full": True}))
             await pipe.execute()
         self._beat_at = time.monotonic()
 
@@ -175,7 +175,7 @@ class ConnectionReplica:
                 pipe.hdel(conns, *dels)
             pipe.pexpire(conns, self.ttl_ms)
             pipe.set(self.keys.version(self.keys.node), version, px=self.ttl_ms)
-            pipe.publish(self.keys.connections, self._notice(version, set=sets, delete=dels))
+            pipe.publish(self.keys.connections, self._notice(version, {"set": sets, "del": dels}))
             await pipe.execute()
 
     async def _heartbeat(self) -> None:
@@ -194,11 +194,8 @@ class ConnectionReplica:
             self.resync = True  # Redis lost what we wrote (flushed, restarted): write it all
             self.wake_writer.set()
 
-    def _notice(self, version: str, **fields: Any) -> bytes:
-        body = {"n": self.keys.node, "v": version}
-        if "delete" in fields:
-            fields["del"] = fields.pop("delete")
-        return orjson.dumps({**body, **fields})
+    def _notice(self, version: str, fields: dict[str, Any]) -> bytes:
+        return orjson.dumps({"n": self.keys.node, "v": version, **fields})
 
     async def leave(self) -> None:
         """Take this node's connections out of the cluster at once (graceful shutdown)."""
@@ -206,7 +203,7 @@ class ConnectionReplica:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.conns(node), self.keys.version(node))
             pipe.srem(self.keys.nodes, node)
-            pipe.publish(self.keys.connections, self._notice(self._next_version(), left=True))
+            pipe.publish(self.keys.connections, self._notice(self._next_version(), {"left": True}))
             await pipe.execute()
 
     # --- the other nodes ---------------------------------------------------------------------
