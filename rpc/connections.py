@@ -1,69 +1,53 @@
-"""Live authenticated connections: who is online, for presence and `staffOnline`.
+"""Live authenticated connections: who is online, for presence, `staffOnline` and the per-user
+connection cap.
 
-Transports call `add`/`update`/`remove`; readers ask `online_subjects(scope_id)`. Listeners are
-called synchronously on every change (they must not block; schedule work instead).
+Transports call `add`/`update`/`remove` for this node's connections; the cluster state
+(rpc.cluster) shares them with every node and answers the counts for the whole cluster from
+its local replica, so reads never wait on the network. Listeners are called synchronously on
+every change of any node (they must not block; schedule work instead).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 
+from rpc.cluster import ClusterState, ConnectionEntry, PresenceListener
+from rpc.cluster_memory import InMemoryClusterState
 from rpc.context import Principal
 
-Listener = Callable[[frozenset[str]], None]  # receives the hospitals whose presence changed
-
-NON_STAFF_ROLES = frozenset({"service"})
+Listener = PresenceListener  # receives the hospitals whose presence changed
 
 
 class ConnectionRegistry:
-    def __init__(self) -> None:
-        self._by_conn: dict[str, Principal] = {}
-        # (hospital, sub) -> number of live connections
-        self._counts: Counter[tuple[str, str]] = Counter()
-        self._per_user: Counter[str] = Counter()
-        self._listeners: list[Listener] = []
+    def __init__(self, cluster: ClusterState | None = None) -> None:
+        self.cluster: ClusterState = cluster if cluster is not None else InMemoryClusterState()
+        self._local: dict[str, ConnectionEntry] = {}
 
     def __len__(self) -> int:
-        return len(self._by_conn)
+        """This node's connections (MAX_CONNECTIONS is a node's capacity)."""
+        return len(self._local)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        return self.cluster.on_presence(listener)
 
     def add(self, conn_id: str, principal: Principal) -> None:
-        self.remove(conn_id)
-        self._by_conn[conn_id] = principal
-        self._per_user[principal.sub] += 1
-        if principal.role not in NON_STAFF_ROLES:
-            for hospital in principal.hospitals:
-                self._counts[(hospital, principal.sub)] += 1
-        self._notify(principal.hospitals)
+        entry = ConnectionEntry.of(principal)
+        if self._local.get(conn_id) == entry:
+            return  # a refreshed token of the same identity: nothing the cluster sees changed
+        self._local[conn_id] = entry
+        self.cluster.connection_opened(conn_id, entry)
 
     update = add
 
     def remove(self, conn_id: str) -> None:
-        principal = self._by_conn.pop(conn_id, None)
-        if principal is None:
-            return
-        self._per_user[principal.sub] -= 1
-        if self._per_user[principal.sub] <= 0:
-            del self._per_user[principal.sub]
-        if principal.role not in NON_STAFF_ROLES:
-            for hospital in principal.hospitals:
-                key = (hospital, principal.sub)
-                self._counts[key] -= 1
-                if self._counts[key] <= 0:
-                    del self._counts[key]
-        self._notify(principal.hospitals)
+        if self._local.pop(conn_id, None) is not None:
+            self.cluster.connection_closed(conn_id)
 
     def connections_of(self, sub: str) -> int:
-        return self._per_user.get(sub, 0)
+        """The user's live connections on every node."""
+        return self.cluster.connections_of(sub)
 
     def online_subjects(self, hospital_id: str) -> int:
-        """Distinct staff (not service accounts) with a live connection that may see it."""
-        return sum(1 for (hospital, _sub) in self._counts if hospital == hospital_id)
-
-    def _notify(self, hospitals: frozenset[str]) -> None:
-        for listener in list(self._listeners):
-            listener(hospitals)
+        """Distinct staff (not service accounts) with a live connection that may see it, on
+        any node."""
+        return self.cluster.online_subjects(hospital_id)

@@ -11,7 +11,7 @@ from pathlib import Path
 from rpc.auth import PUBLIC_KEY_ALGORITHMS, AuthConfig
 from rpc.limits import Limits
 from rpc.transport_aiohttp import OriginPolicy
-from services.config import DomainConfig, DomainConfigError
+from services.config import ClusterConfig, DomainConfig, DomainConfigError
 from services.private_files import make_private_dir, tighten_dir
 
 DEV_SECRET_FILE = "dev_jwt_secret"  # noqa: S105 - a file name, not a secret
@@ -34,6 +34,7 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     domain: DomainConfig = field(default_factory=DomainConfig)
     metrics_token: str | None = None  # when set, GET /metrics wants it as a Bearer token
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
     def development(self) -> bool:
@@ -158,6 +159,7 @@ def load(env: Mapping[str, str] | None = None) -> ServerConfig:
         domain = DomainConfig.from_env(database_url, env)
     except DomainConfigError as exc:
         raise ConfigError(str(exc)) from None
+    cluster = _cluster(env, domain)
     metrics_token = env.get("METRICS_TOKEN") or None
     if metrics_token is not None and len(metrics_token) < 16:
         raise ConfigError("METRICS_TOKEN must be at least 16 characters")
@@ -173,4 +175,18 @@ def load(env: Mapping[str, str] | None = None) -> ServerConfig:
         limits=limits,
         domain=domain,
         metrics_token=metrics_token,
+        cluster=cluster,
     )
+
+
+def _cluster(env: Mapping[str, str], domain: DomainConfig) -> ClusterConfig:
+    try:
+        cluster = ClusterConfig.from_env(env)
+    except DomainConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    if cluster.redis_url is not None and domain.postgres_url is None:
+        raise ConfigError(
+            "REDIS_URL makes this node one of a cluster, and a cluster needs a store every "
+            "node shares: set DATABASE_URL=postgresql://... (or unset REDIS_URL for one node)"
+        )
+    return cluster

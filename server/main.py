@@ -11,6 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from routers.app import app_router
+from rpc.cluster import ClusterState
+from rpc.cluster_memory import InMemoryClusterState
 from rpc.connections import ConnectionRegistry
 from rpc.dispatch import Dispatcher
 from rpc.transport_aiohttp import HEALTH_KEY, ServerState, create_app, shutdown
@@ -18,7 +20,8 @@ from rpc.transport_aiohttp.guard import GuardedSite
 from server import logs
 from server.config import ServerConfig
 from server.files import fit_to_file_limit
-from services.config import without_password
+from services.cluster_redis import RedisClusterState
+from services.config import ClusterConfig, without_password
 from services.container import Services
 
 log = logging.getLogger("alertwire.server")
@@ -44,9 +47,18 @@ async def open_services(config: ServerConfig, registry: ConnectionRegistry) -> S
     return await Services.open(config.domain, registry)
 
 
+def make_cluster(config: ClusterConfig) -> ClusterState:
+    """What every node must see at once: in memory on one node, in Redis with REDIS_URL."""
+    if config.redis_url is None:
+        return InMemoryClusterState(config.node_id)
+    return RedisClusterState(config.redis_url, config.node_id, config.name)
+
+
 async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Services]:
-    registry = ConnectionRegistry()
+    cluster = make_cluster(config.cluster)
+    registry = ConnectionRegistry(cluster)
     services = await open_services(config, registry)
+    await cluster.start()  # after the store: a node that cannot open it never joins
     state = ServerState(
         dispatcher=Dispatcher(app_router, services),
         auth=config.auth,
@@ -57,6 +69,7 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Ser
     )
     app = create_app(state)
     app[HEALTH_KEY].append(services.health)
+    app[HEALTH_KEY].append(cluster.health)  # "node", and "bus" with REDIS_URL
     logs.route_client_errors(state.client_errors)  # aiohttp's malformed requests, counted
     return app, state, services
 
@@ -98,6 +111,8 @@ async def stop(running: Running) -> None:
     close = getattr(running.services, "close", None)
     if close is not None:
         await close()
+    # Last: the node leaves the cluster's view once its sockets are closed.
+    await running.state.registry.cluster.close()
 
 
 def describe(config: ServerConfig, port: int) -> str:
@@ -109,8 +124,15 @@ def describe(config: ServerConfig, port: int) -> str:
     return (
         f"Alertwire listening on http://{config.host}:{port} "
         f"(WebSocket ws://{config.host}:{port}/api/trpc); "
-        f"data in {without_password(config.database_url)}; {mode}"
+        f"data in {without_password(config.database_url)}; {mode}; "
+        f"node {config.cluster.node_id}{_cluster_note(config.cluster)}"
     )
+
+
+def _cluster_note(config: ClusterConfig) -> str:
+    if config.redis_url is None:
+        return ""
+    return f" of cluster {config.name} (Redis {without_password(config.redis_url)})"
 
 
 async def run(config: ServerConfig) -> int:

@@ -6,15 +6,20 @@
 | `ALERTWIRE_RETENTION_DAYS` | `7` | how long the event log keeps events (a fraction is fine) |
 | `ESCALATION_TARGETS` | `critical=60,high=300,medium=900,low=3600` | seconds to acknowledge |
 | `SQLITE_SYNCHRONOUS` | `FULL` | `FULL` (each commit survives power loss) or `NORMAL` |
+| `REDIS_URL` | unset (one node) | `redis://host:port/db`: the cluster's shared state |
+| `ALERTWIRE_CLUSTER` | `alertwire` | prefix of every Redis key and channel (`<cluster>:`) |
+| `NODE_ID` | `<hostname>-<pid>` | this node's name in `/health`, logs and Redis |
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from rpc.cluster_memory import default_node_id
 from schemas.alerts import Priority
 
 PRIORITIES: tuple[Priority, ...] = ("critical", "high", "medium", "low")
@@ -27,6 +32,9 @@ DEFAULT_TARGETS: dict[Priority, float] = {
 
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Names that go into Redis keys: no ":" (the key separator), spaces or glob characters.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class DomainConfigError(ValueError):
@@ -114,3 +122,38 @@ class DomainConfig:
             targets=parse_targets(env.get("ESCALATION_TARGETS", "")),
             synchronous=synchronous,
         )
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """REDIS_URL (None: one node, cluster state in memory), ALERTWIRE_CLUSTER and NODE_ID."""
+
+    redis_url: str | None = None
+    name: str = "alertwire"
+    node_id: str = field(default_factory=lambda: _safe_name(default_node_id()))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ClusterConfig:
+        env = os.environ if env is None else env
+        redis_url = env.get("REDIS_URL") or None
+        if redis_url is not None:
+            scheme, sep, rest = redis_url.partition("://")
+            if scheme not in REDIS_SCHEMES or not sep or not rest.strip("/"):
+                raise DomainConfigError(
+                    "REDIS_URL must look like redis://host:port/db (or rediss://, unix://)"
+                )
+        name = env.get("ALERTWIRE_CLUSTER") or "alertwire"
+        if not NAME.fullmatch(name):
+            raise DomainConfigError(
+                "ALERTWIRE_CLUSTER must be 1-64 letters, digits, '.', '_' or '-' "
+                "(it prefixes every Redis key)"
+            )
+        node_id = env.get("NODE_ID") or _safe_name(default_node_id())
+        if not NAME.fullmatch(node_id):
+            raise DomainConfigError("NODE_ID must be 1-64 letters, digits, '.', '_' or '-'")
+        return cls(redis_url=redis_url, name=name, node_id=node_id)
+
+
+def _safe_name(raw: str) -> str:
+    """A host name as a NODE_ID: characters a key must not hold replaced, at most 64."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", raw)[-64:].lstrip("-_.") or "node"

@@ -106,11 +106,20 @@ async def handle_health(request: web.Request) -> web.Response:
     }
     for check in request.app[HEALTH_KEY]:
         extra = await check()
-        body.update(extra)
+        _merge_health(body, extra)
         if extra.get("storage") not in (None, "ok"):
             code = 503
             body["status"] = "degraded"
     return json_response(orjson.dumps(body), status=code)
+
+
+def _merge_health(body: dict[str, object], extra: dict[str, object]) -> None:
+    """Several checks may report one part ("bus": Redis and a LISTEN connection): a part is
+    only "ok" if every check says so."""
+    for key, value in extra.items():
+        if value == "ok" and body.get(key) not in (None, "ok"):
+            continue
+        body[key] = value
 
 
 async def handle_metrics(request: web.Request) -> web.Response:

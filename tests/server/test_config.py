@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -150,3 +151,51 @@ def test_production_protects_discovery_and_development_does_not(tmp_path: Path) 
     production = load(env_for(tmp_path, ALERTWIRE_ENV="production", JWT_SECRET=LONG_SECRET))
     assert production.auth.discovery_needs_token
     assert not load(env_for(tmp_path, JWT_SECRET=LONG_SECRET)).auth.discovery_needs_token
+
+
+PG = "postgresql://postgres@127.0.0.1:5432/alertwire"
+
+
+def test_one_node_by_default_named_after_host_and_process(tmp_path: Path) -> None:
+    config = load(env_for(tmp_path))
+    assert config.cluster.redis_url is None
+    assert config.cluster.name == "alertwire"
+    assert config.cluster.node_id.endswith(f"-{os.getpid()}")
+
+
+def test_a_cluster_is_named_and_its_nodes_too(tmp_path: Path) -> None:
+    config = load(
+        env_for(
+            tmp_path,
+            DATABASE_URL=PG,
+            REDIS_URL="redis://127.0.0.1:6379/2",
+            ALERTWIRE_CLUSTER="ward-b",
+            NODE_ID="node-3",
+        )
+    )
+    assert config.cluster.redis_url == "redis://127.0.0.1:6379/2"
+    assert (config.cluster.name, config.cluster.node_id) == ("ward-b", "node-3")
+
+
+def test_redis_without_postgresql_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"needs a store every node shares.*DATABASE_URL"):
+        load(env_for(tmp_path, REDIS_URL="redis://127.0.0.1:6379/0"))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("REDIS_URL", "http://127.0.0.1:6379", "REDIS_URL must look like"),
+        ("REDIS_URL", "redis://", "REDIS_URL must look like"),
+        ("ALERTWIRE_CLUSTER", "a:b", "ALERTWIRE_CLUSTER must be"),
+        ("ALERTWIRE_CLUSTER", "ward *", "ALERTWIRE_CLUSTER must be"),
+        ("ALERTWIRE_CLUSTER", "x" * 65, "ALERTWIRE_CLUSTER must be"),
+        ("NODE_ID", "node:1", "NODE_ID must be"),
+        ("NODE_ID", "-leading", "NODE_ID must be"),
+    ],
+)
+def test_bad_cluster_settings_say_which(
+    tmp_path: Path, name: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(env_for(tmp_path, DATABASE_URL=PG, **{name: value}))
