@@ -5,6 +5,7 @@ test_store_sqlite.py to keep each file readable."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -188,8 +189,8 @@ async def test_a_prune_that_fails_halfway_leaves_the_log_whole(
     await raise_and_resolve(alerts, 60)
     before = await seqs(store, "h1")
 
-    async def delete_then_fail(db: Any, before_ts: float) -> dict[str, int]:
-        await db.execute("DELETE FROM events WHERE hospital_id = 'h1'")
+    def delete_then_fail(conn: sqlite3.Connection, before_ts: float) -> dict[str, int]:
+        conn.execute("DELETE FROM events WHERE hospital_id = 'h1'")
         raise OSError("disk trouble")
 
     monkeypatch.setattr("services.store_sqlite.prune_events", delete_then_fail)
