@@ -4,6 +4,12 @@
 `transact`: an operation reads alerts and stages changes, and the store commits each change
 with its event in one transaction, then calls `on_commit` with the committed events in order,
 before the operation's caller resumes (commit, then publish).
+
+A store batches the operations waiting for it: they are staged one after another in the event
+loop, then the whole batch goes to the database in one round trip (one transaction: the event
+position check, each alert's version check, every write, the commit), so that a batch waits
+for the database once, not once per statement. An operation that raises fails
+alone; a failed version check or write fails the whole batch, and nothing of it is published.
 """
 
 from __future__ import annotations
@@ -79,7 +85,11 @@ class Transaction(Protocol):
         """The alert as this transaction sees it (its own staged changes included)."""
 
     def stage(self, change: StagedChange, make_event: Callable[[int], bytes]) -> StoredEvent:
-        """Stage a change; `make_event(seq)` encodes its event once the position is known."""
+        """Stage a change; `make_event(seq)` encodes its event once the position is known.
+        Should another writer on the same database take that position before the commit,
+        the store numbers the event again (`make_event` is called once more, so it depends on
+        nothing else) and the event returned here is not the one committed: `on_commit`
+        carries that one."""
 
 
 class AlertStore(Protocol):

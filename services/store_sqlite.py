@@ -1,10 +1,13 @@
 """The embedded alert store: SQLite through aiosqlite, WAL, migrations at start-up.
 
 Writes are group-committed: operations queue up, and one writer task runs every waiting
-operation in a single transaction, so a burst of mutations costs one commit, not one each.
-Staged rows are written with `executemany` at the end of the batch. Each alert row is upserted
-only if its stored version is the one the change started from, so a second writer on the same
-file can never cause a lost update: the batch fails and nothing of it is published.
+operation in the event loop (they read alerts, from the cache or the file, and stage
+changes), then hands the whole batch to the writer connection's thread in one call
+(services/sqlite_batch.py): BEGIN, the position check, the version checks, every insert and
+COMMIT there, so a batch costs one round trip through the loop, whatever it holds. Each
+alert row is upserted only if its stored version is the one the change started from, so a
+second writer on the same file can never cause a lost update: the batch fails and nothing
+of it is published.
 
 A reader connection serves queries (WAL lets it read while the writer commits). With an
 in-memory database both roles share one connection.
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +31,14 @@ import aiosqlite
 from rpc.errors import ErrorCode, RpcError
 from schemas.alerts import Alert
 from services.private_files import prepare_sqlite_files
+from services.sqlite_batch import (
+    BatchWrite,
+    Committed,
+    Step,
+    newest_seq,
+    run_on_thread,
+    write_batch,
+)
 from services.sqlite_reads import SqliteReads
 from services.sqlite_retention import prune_events
 from services.sqlite_schema import migrate, use_wal
@@ -36,21 +49,10 @@ log = logging.getLogger("alertwire.store")
 T = TypeVar("T")
 MAX_BATCH = 256
 CACHE_SIZE = 20_000
+# Times a batch is numbered again because another writer on the file took its positions
+# first, before it gives up with CONFLICT.
+RENUMBER_ATTEMPTS = 3
 
-UPSERT_ALERT = """
-INSERT INTO alerts (id, hospital_id, status, priority, created_ts, responded_ts,
-                    escalation_due, version, body)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT(id) DO UPDATE SET
-    status = excluded.status, priority = excluded.priority,
-    responded_ts = excluded.responded_ts, escalation_due = excluded.escalation_due,
-    version = excluded.version, body = excluded.body
-WHERE alerts.version = excluded.version - 1
-"""
-INSERT_EVENT = """
-INSERT INTO events (seq, hospital_id, alert_id, type, actor_id, occurred_ts, detail, payload)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-"""
 SELECT_ALERT = "SELECT body, created_ts, responded_ts, escalation_due FROM alerts WHERE id = ?"
 
 
@@ -58,11 +60,41 @@ def _record(row: Any) -> AlertRecord:
     return AlertRecord(Alert.model_validate_json(row[0]), row[1], row[2], row[3])
 
 
+def _select_alert(conn: sqlite3.Connection, alert_id: str) -> Any:
+    return conn.execute(SELECT_ALERT, (alert_id,)).fetchone()
+
+
+def _event(change: StagedChange, seq: int, make_event: Callable[[int], bytes]) -> StoredEvent:
+    alert = change.record.alert
+    return StoredEvent(seq, alert.hospital_id, alert.id, make_event(seq))
+
+
+@dataclass
+class _Staged:
+    change: StagedChange
+    make_event: Callable[[int], bytes]  # kept to number the event again (`_commit`)
+    event: StoredEvent
+
+
+async def _no_operation(tx: Transaction) -> None:
+    return None
+
+
+def _new_future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
+
+
 @dataclass
 class _Pending:
-    operation: Callable[[Transaction], Awaitable[Any]]
-    future: asyncio.Future[Any]
-    changes: list[tuple[StagedChange, StoredEvent]] = field(default_factory=list)
+    """One caller's work in a batch: an operation staged in the loop, or a step run inside
+    the transaction on the database thread (retention)."""
+
+    operation: Callable[[Transaction], Awaitable[Any]] = _no_operation
+    step: Step | None = None
+    future: asyncio.Future[Any] = field(default_factory=_new_future)
+    changes: list[_Staged] = field(default_factory=list)
+    value: Any = None
+    error: Exception | None = None
 
 
 def _shut_out(pending: _Pending) -> None:
@@ -80,20 +112,19 @@ class _BatchTx:
         self._pending = pending
 
     async def get(self, alert_id: str) -> AlertRecord | None:
-        for change, _ in reversed(self._pending.changes):
-            if change.record.alert.id == alert_id:
-                return change.record
-        staged = self._store._staged.get(alert_id)
-        if staged is not None:
-            return staged
-        return await self._store._load(alert_id, self._store._db)
+        for staged in reversed(self._pending.changes):
+            if staged.change.record.alert.id == alert_id:
+                return staged.change.record
+        record = self._store._staged.get(alert_id)
+        if record is not None:
+            return record
+        return await self._store._load_for_write(alert_id)
 
     def stage(self, change: StagedChange, make_event: Callable[[int], bytes]) -> StoredEvent:
         seq = self._store._next_seq
         self._store._next_seq += 1
-        alert = change.record.alert
-        event = StoredEvent(seq, alert.hospital_id, alert.id, make_event(seq))
-        self._pending.changes.append((change, event))
+        event = _event(change, seq, make_event)
+        self._pending.changes.append(_Staged(change, make_event, event))
         return event
 
 
@@ -107,6 +138,7 @@ class SqliteAlertStore(SqliteReads):
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._next_seq = 1
+        self._batch_start = 1  # the position the batch being written numbers its events from
         self._staged: dict[str, AlertRecord] = {}
         self._cache: OrderedDict[str, AlertRecord] = OrderedDict()
         self.commits = 0  # write transactions committed (each carries a whole batch)
@@ -121,7 +153,7 @@ class SqliteAlertStore(SqliteReads):
             self._db = await self._connect()
             await migrate(self._db)
             self._reader = self._db if self.path == ":memory:" else await self._connect()
-            self._next_seq = await self._max_seq(self._db) + 1
+            self._next_seq = await run_on_thread(self._db, newest_seq) + 1
         except BaseException:
             await self.close()  # a refused or broken file leaves no connection (thread) behind
             raise
@@ -139,17 +171,6 @@ class SqliteAlertStore(SqliteReads):
             await db.close()
             raise
         return db
-
-    @staticmethod
-    async def _max_seq(db: aiosqlite.Connection) -> int:
-        """The highest position ever used, pruned ones included: ids are never reused."""
-        rows = list(
-            await db.execute_fetchall(  # one round trip to the database thread, not three
-                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0), "
-                "COALESCE((SELECT MAX(pruned_through) FROM prune_marks), 0))"
-            )
-        )
-        return int(rows[0][0] if rows else 0)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -184,11 +205,22 @@ class SqliteAlertStore(SqliteReads):
         return self._queue.qsize()
 
     async def transact(self, operation: Callable[[Transaction], Awaitable[T]]) -> T:
+        value: T = await self._submit(_Pending(operation))
+        return value
+
+    async def prune(self, before_ts: float) -> dict[str, int]:
+        # A step of the next batch, in a savepoint of its own: a prune that fails halfway
+        # leaves nothing behind in the batch, and the batch's other work commits.
+        marks: dict[str, int] = await self._submit(
+            _Pending(step=lambda conn: prune_events(conn, before_ts))
+        )
+        return marks
+
+    async def _submit(self, pending: _Pending) -> Any:
         if self._writer is None:
             raise RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Storage is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(operation, future))
-        return await future
+        self._queue.put_nowait(pending)
+        return await pending.future
 
     async def _write_forever(self) -> None:
         while True:
@@ -204,105 +236,91 @@ class SqliteAlertStore(SqliteReads):
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
         db = self._conn()
-        first_seq = self._next_seq
-        results: list[tuple[_Pending, Any, BaseException | None]] = []
+        self._batch_start = self._next_seq
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            # Another writer on the same file may have appended since: continue after it.
-            self._next_seq = first_seq = max(first_seq, await self._max_seq(db) + 1)
-            for pending in batch:
-                if pending.future.cancelled():
-                    continue
-                try:
-                    value = await pending.operation(_BatchTx(self, pending))
-                except Exception as exc:
-                    self._unstage(pending)
-                    results.append((pending, None, exc))
-                else:
-                    for change, _ in pending.changes:
-                        self._staged[change.record.alert.id] = change.record
-                    results.append((pending, value, None))
-            changes = [c for p, _, err in results if err is None for c in p.changes]
-            if changes:
-                await self._write(db, changes)
-            await db.execute("COMMIT")
+            await self._stage(batch)
+            staged = [s for p in batch if p.error is None for s in p.changes]
+            stepped = [p for p in batch if p.step is not None and not p.future.cancelled()]
+            steps = [p.step for p in stepped if p.step is not None]
+            committed = await self._commit(db, staged, steps)
         except Exception as exc:
-            with contextlib.suppress(Exception):
-                await db.execute("ROLLBACK")
-            self._next_seq = first_seq
-            self._staged.clear()
-            for pending in batch:  # what it read may be stale (another writer): read it again
-                for change, _ in pending.changes:
-                    self._cache.pop(change.record.alert.id, None)
-            if not isinstance(exc, RpcError):
-                log.error("a write batch failed and was rolled back", exc_info=exc)
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
+            self._roll_back(batch, exc)
             return
+        for pending, (value, error) in zip(stepped, committed.outcomes, strict=True):
+            pending.value, pending.error = value, error
+        self._publish(batch, staged)
+
+    def _publish(self, batch: list[_Pending], staged: list[_Staged]) -> None:
+        """After the commit: subscribers hear of the batch's events, in order, and only then
+        do its callers resume."""
         self.commits += 1
         for record in self._staged.values():
             self._remember(record)
         self._staged.clear()
-        if changes:
+        if staged:
             try:
-                self.on_commit([event for _, event in changes])
+                self.on_commit([s.event for s in staged])
             except Exception:  # committed all the same: the callers must hear so
                 log.exception("publishing committed events failed")
-        for pending, value, error in results:
+        for pending in batch:
             if pending.future.done():
                 continue
-            if error is not None:
-                pending.future.set_exception(error)
+            if pending.error is not None:
+                pending.future.set_exception(pending.error)
             else:
-                pending.future.set_result(value)
+                pending.future.set_result(pending.value)
 
-    @staticmethod
-    def _unstage(pending: _Pending) -> None:
-        """A failed operation's staged changes are dropped. Positions it took stay unused:
-        event ids only need to increase, not to be dense."""
-        pending.changes.clear()
+    async def _stage(self, batch: list[_Pending]) -> None:
+        """Each operation in turn, in the loop. One that fails has its staged changes
+        dropped; positions it took stay unused (event ids need to increase, not be dense)."""
+        for pending in batch:
+            if pending.future.cancelled():
+                continue
+            try:
+                pending.value = await pending.operation(_BatchTx(self, pending))
+            except Exception as exc:
+                pending.changes.clear()
+                pending.error = exc
+            else:
+                for staged in pending.changes:
+                    self._staged[staged.change.record.alert.id] = staged.change.record
 
-    async def _write(
-        self, db: aiosqlite.Connection, changes: list[tuple[StagedChange, StoredEvent]]
-    ) -> None:
-        alert_rows = []
-        event_rows = []
-        for change, event in changes:
-            record = change.record
-            alert = record.alert
-            alert_rows.append(
-                (
-                    alert.id,
-                    alert.hospital_id,
-                    alert.status,
-                    alert.priority,
-                    record.created_ts,
-                    record.responded_ts,
-                    record.escalation_due,
-                    alert.version,
-                    alert.model_dump_json(by_alias=True),
-                )
-            )
-            event_rows.append(
-                (
-                    event.seq,
-                    event.hospital_id,
-                    event.alert_id,
-                    change.event_type,
-                    change.actor_id,
-                    change.occurred_ts,
-                    change.detail,
-                    event.payload,
-                )
-            )
-        cursor = await db.executemany(UPSERT_ALERT, alert_rows)
-        if cursor.rowcount != len(alert_rows):
-            raise RpcError(
-                ErrorCode.CONFLICT,
-                "The alert was changed by another writer at the same time; retry",
-            )
-        await db.executemany(INSERT_EVENT, event_rows)
+    async def _commit(
+        self, db: aiosqlite.Connection, staged: list[_Staged], steps: list[Step]
+    ) -> Committed:
+        """The batch's one round trip to the database thread. Should another writer on the
+        same file have used the positions its events were numbered from, they are numbered
+        again after that writer's and sent once more."""
+        for _ in range(RENUMBER_ATTEMPTS):
+            write = BatchWrite(self._batch_start, steps=steps)
+            for item in staged:
+                write.add(item.change, item.event)
+            result = await run_on_thread(db, functools.partial(write_batch, batch=write))
+            if isinstance(result, Committed):
+                # Any later positions another writer used are skipped by the next batch.
+                self._next_seq = max(self._next_seq, result.newest_seq + 1)
+                return result
+            self._batch_start = result.next_seq
+            self._next_seq = result.next_seq + len(staged)
+            for offset, item in enumerate(staged):
+                item.event = _event(item.change, result.next_seq + offset, item.make_event)
+        raise RpcError(
+            ErrorCode.CONFLICT, "Another writer kept the database busy at the same time; retry"
+        )
+
+    def _roll_back(self, batch: list[_Pending], exc: Exception) -> None:
+        """The batch's transaction was rolled back (or never began): nothing of it is
+        published and every caller hears why."""
+        self._next_seq = self._batch_start
+        self._staged.clear()
+        for pending in batch:  # what it read may be stale (another writer): read it again
+            for staged in pending.changes:
+                self._cache.pop(staged.change.record.alert.id, None)
+        if not isinstance(exc, RpcError):
+            log.error("a write batch failed and was rolled back", exc_info=exc)
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(exc)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -315,35 +333,26 @@ class SqliteAlertStore(SqliteReads):
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
 
-    async def _load(self, alert_id: str, db: aiosqlite.Connection | None) -> AlertRecord | None:
+    async def get(self, alert_id: str) -> AlertRecord | None:
         cached = self._cache.get(alert_id)
         if cached is not None:
             return cached
-        if db is None:
-            raise RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Storage is not open")
-        async with db.execute(SELECT_ALERT, (alert_id,)) as cur:
+        async with self._conn(read=True).execute(SELECT_ALERT, (alert_id,)) as cur:
             row = await cur.fetchone()
+        return self._loaded(row)
+
+    async def _load_for_write(self, alert_id: str) -> AlertRecord | None:
+        """For an operation being staged: the writer's connection, in one hop to its thread
+        (the batch waits for it), not the three of a cursor."""
+        cached = self._cache.get(alert_id)
+        if cached is not None:
+            return cached
+        row = await run_on_thread(self._conn(), functools.partial(_select_alert, alert_id=alert_id))
+        return self._loaded(row)
+
+    def _loaded(self, row: Any) -> AlertRecord | None:
         if row is None:
             return None
         record = _record(row)
         self._remember(record)
         return record
-
-    async def get(self, alert_id: str) -> AlertRecord | None:
-        return await self._load(alert_id, self._reader)
-
-    async def prune(self, before_ts: float) -> dict[str, int]:
-        async def operation(tx: Transaction) -> dict[str, int]:
-            # A savepoint: a prune that fails halfway leaves nothing behind in the batch.
-            db = self._conn()
-            await db.execute("SAVEPOINT prune")
-            try:
-                marks = await prune_events(db, before_ts)
-            except BaseException:
-                await db.execute("ROLLBACK TO prune")
-                await db.execute("RELEASE prune")
-                raise
-            await db.execute("RELEASE prune")
-            return marks
-
-        return await self.transact(operation)

@@ -90,6 +90,14 @@ async def open_store(backend: Backend) -> AsyncIterator[AnyStore]:
         await store.close()
 
 
+@contextlib.asynccontextmanager
+async def open_sqlite(path: str) -> AsyncIterator[SqliteAlertStore]:
+    """open_store on an SQLite file, typed as the SQLite store (for SQLite-only tests)."""
+    async with open_store(SqliteBackend(path)) as store:
+        assert isinstance(store, SqliteAlertStore)
+        yield store
+
+
 def published(store: AnyStore) -> Published:
     assert isinstance(store.on_commit, Published)
     return store.on_commit

@@ -5,6 +5,7 @@ positions) and health. Split from test_store_contract.py to keep each file reada
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -189,10 +190,19 @@ async def test_a_prune_that_fails_halfway_leaves_the_log_whole(
     await raise_and_resolve(alerts, 60)
     before = await seqs(store, "h1")
 
-    async def delete_then_fail(db: Any, before_ts: float) -> dict[str, int]:
-        # aiosqlite's connection and asyncpg's both take a statement without arguments so
-        await db.execute("DELETE FROM events WHERE hospital_id = 'h1'")
+    delete = "DELETE FROM events WHERE hospital_id = 'h1'"
+
+    def delete_then_fail_sqlite(conn: sqlite3.Connection, before_ts: float) -> dict[str, int]:
+        conn.execute(delete)  # retention runs on the database thread, on plain sqlite3
         raise RuntimeError("disk trouble")
+
+    async def delete_then_fail_postgres(db: Any, before_ts: float) -> dict[str, int]:
+        await db.execute(delete)
+        raise RuntimeError("disk trouble")
+
+    delete_then_fail = (
+        delete_then_fail_sqlite if backend.name == "sqlite" else delete_then_fail_postgres
+    )
 
     monkeypatch.setattr(f"services.store_{backend.name}.prune_events", delete_then_fail)
     with pytest.raises(RuntimeError, match="disk trouble"):
