@@ -62,7 +62,7 @@ def parse_notice(payload: str) -> StoredEvent | tuple[str, int] | None:
     """A notification's event, or (hospital, position) when it carries only where it is;
     None for anything else."""
     parts = payload.split("\t", 3)
-    if not parts[0].isdigit():
+    if not (parts[0].isascii() and parts[0].isdigit()):
         return None
     seq = int(parts[0])
     if len(parts) == 4:
