@@ -13,10 +13,12 @@ sys.path.insert(0, str(ROOT))
 from server import config as server_config  # noqa: E402
 from server import logs  # noqa: E402
 from server.main import run  # noqa: E402
+from services import faults  # noqa: E402
 
 
 def main() -> int:
     logs.setup(os.environ.get("LOG_LEVEL", "INFO"))
+    faults.arm(os.environ)  # test aids only (services/faults.py); inert when unset
     try:
         config = server_config.load()
     except server_config.ConfigError as exc:

@@ -1,6 +1,6 @@
-"""The healthcare services, assembled: store, subscriptions, alerts, metrics, escalation and
-retention. `server.main` opens one `Services` per process and hands it to the dispatcher;
-procedures reach it as `ctx.services`."""
+"""The healthcare services, assembled: store, event bus, subscriptions, alerts, metrics,
+escalation and retention. `server.main` opens one `Services` per process and hands it to the
+dispatcher; procedures reach it as `ctx.services`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from rpc.connections import ConnectionRegistry
 from services.alerts import AlertService
+from services.bus import EventBus, LocalBus
+from services.bus_postgres import PostgresEventBus
 from services.config import DomainConfig
 from services.escalation import EscalationPolicy
 from services.metrics import MetricsService
@@ -31,6 +33,14 @@ def make_store(config: DomainConfig) -> SqliteAlertStore | PostgresAlertStore:
     return SqliteAlertStore(config.database_path, config.synchronous)
 
 
+def make_bus(store: AlertStore, subscriptions: AlertSubscriptionService) -> EventBus:
+    """On PostgreSQL, commits of every node reach this one (services/bus_postgres.py); on the
+    embedded store, this node's commits are all there are."""
+    if isinstance(store, PostgresAlertStore):
+        return PostgresEventBus(store, subscriptions)
+    return LocalBus(subscriptions)
+
+
 class Services:
     def __init__(
         self,
@@ -46,7 +56,8 @@ class Services:
         self.alerts = AlertService(store, config.targets, clock)
         self.metrics = MetricsService(store, registry, config.targets, clock)
         self.escalation = EscalationPolicy(self.alerts, store, clock)
-        store.on_commit = self.subscriptions.publish
+        self.bus = make_bus(store, self.subscriptions)
+        store.on_commit = self.bus.committed
         self.subscriptions.on(self.metrics.alert_committed)
         self._pruner: asyncio.Task[None] | None = None
 
@@ -59,11 +70,13 @@ class Services:
         background: bool = True,
     ) -> Services:
         """Open storage (migrating it; its directory and files are created private, see
-        services.private_files) and rebuild the escalation schedule. `background`
-        starts the escalation and retention tasks (tests drive them by hand instead)."""
+        services.private_files), start the event bus and rebuild the escalation schedule.
+        `background` starts the escalation and retention tasks (tests drive them by hand
+        instead)."""
         store = make_store(config)
         await store.open()
         services = cls(store, registry, config, clock)
+        await services.bus.start()
         if background:
             await services.escalation.start()
             services._pruner = asyncio.create_task(services._prune_forever(), name="retention")
@@ -89,7 +102,8 @@ class Services:
 
     async def health(self) -> dict[str, object]:
         # CONTRACT 7: "down" while the database cannot be reached (/health answers 503).
-        return {"storage": "ok" if await self.store.healthy() else "down"}
+        storage = "ok" if await self.store.healthy() else "down"
+        return {"storage": storage, **self.bus.health()}
 
     async def close(self) -> None:
         await self.escalation.stop()
@@ -97,4 +111,5 @@ class Services:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
+        await self.bus.stop()
         await self.store.close()

@@ -11,6 +11,8 @@ The schema mirrors the SQLite one (sqlite_schema.py) with one difference that th
 needs: event positions are per hospital. `event_counters` holds each hospital's last position;
 a commit moves it forward by exactly the number of events it inserts, under the row's lock, so
 a hospital's stream has no gap and no reuse whichever node writes (see `alertwire_commit`).
+Since migration 2 the same call announces each event it commits (NOTIFY, delivered with the
+commit; services/bus_postgres.py explains why there).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ MIGRATION_LOCK = 0x616C_6572_7477_6972
 # started from (class "AW" is not one of PostgreSQL's).
 VERSION_CONFLICT = "AW409"
 
-COMMIT_FUNCTION = """
-CREATE FUNCTION alertwire_commit(
+_COMMIT_FUNCTION = """
+{create} FUNCTION alertwire_commit(
     c_hospital text[], c_from bigint[], c_to bigint[],
     a_id text[], a_hospital text[], a_status text[], a_priority text[],
     a_created float8[], a_responded float8[], a_due float8[],
@@ -41,7 +43,7 @@ CREATE FUNCTION alertwire_commit(
 LANGUAGE plpgsql AS $$
 DECLARE
     updated bigint;
-    inserted bigint;
+    inserted bigint;{declare}
 BEGIN
     -- A hospital's first events create its counter; a second first writer waits on the key.
     INSERT INTO event_counters (hospital_id, last_seq)
@@ -93,10 +95,52 @@ BEGIN
     INSERT INTO events (hospital_id, seq, alert_id, type, actor_id, occurred_ts, detail,
                         payload)
         SELECT * FROM unnest(e_hospital, e_seq, e_alert, e_type, e_actor, e_ts, e_detail,
-                             e_payload);
+                             e_payload);{notify}
 END
 $$
 """
+
+# The channel a schema's commits are announced on: one per schema, so that databases shared
+# by several deployments (or test runs, a schema each) do not wake each other. A channel name
+# is an identifier (at most 63 bytes): a long schema name is replaced by its digest.
+CHANNEL_FUNCTION = """
+CREATE FUNCTION alertwire_channel() RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT 'alertwire_events:' || CASE WHEN octet_length(current_schema()) <= 40
+        THEN current_schema() ELSE md5(current_schema()) END
+$$;
+"""
+
+# Each event of the batch is announced inside the commit (services/bus_postgres.py says why):
+# PostgreSQL delivers a NOTIFY when, and only if, its transaction commits, in commit order.
+# The payload is the event itself when it fits (seq, hospital, alert, then the wire payload,
+# tab-separated: ids cannot hold a tab, and the JSON is last), else only where it is.
+NOTIFY_EVENTS = """
+    FOR i IN 1 .. cardinality(e_seq) LOOP
+        message := e_seq[i] || E'\\t' || e_hospital[i] || E'\\t' || e_alert[i] || E'\\t'
+            || convert_from(e_payload[i], 'UTF8');
+        IF octet_length(message) >= 7500 THEN
+            message := e_seq[i] || E'\\t' || e_hospital[i];
+        END IF;
+        PERFORM pg_notify(channel, message);
+    END LOOP;"""
+
+
+def commit_function(announce: bool) -> str:
+    """`alertwire_commit` as migration 1 created it, or as migration 2 redefines it: the same
+    transaction, each event announced at its end."""
+    if not announce:
+        return (
+            _COMMIT_FUNCTION.replace("{create}", "CREATE")
+            .replace("{declare}", "")
+            .replace("{notify}", "")
+        )
+    declare = "\n    channel text := alertwire_channel();\n    message text;"
+    return (
+        _COMMIT_FUNCTION.replace("{create}", "CREATE OR REPLACE")
+        .replace("{declare}", declare)
+        .replace("{notify}", NOTIFY_EVENTS)
+    )
+
 
 MIGRATIONS: list[str] = [
     # 1: alerts (current state), the append-only event log, per-hospital positions and
@@ -140,7 +184,9 @@ MIGRATIONS: list[str] = [
         pruned_through bigint NOT NULL
     );
     """
-    + COMMIT_FUNCTION,
+    + commit_function(announce=False),
+    # 2: each commit announces its events (NOTIFY) on the schema's channel, atomically with it.
+    CHANNEL_FUNCTION + commit_function(announce=True),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -51,6 +51,7 @@ import asyncpg
 
 from rpc.errors import ErrorCode, RpcError
 from schemas.alerts import Alert
+from services import faults
 from services.postgres_batch import Batch, Staged, columns, number
 from services.postgres_pool import LOST, create_pool, lost, not_open, once, repeatable
 from services.postgres_reads import PostgresReads
@@ -225,6 +226,7 @@ class PostgresAlertStore(PostgresReads):
             self._fail(batch, staged, exc)
             return
         self.commits += 1
+        faults.after_commit(events)
         for record in state.records.values():
             self._remember(record)
         if events:

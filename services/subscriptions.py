@@ -13,6 +13,7 @@ the stream with `stream.reset`, never silently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -106,6 +107,7 @@ class AlertSubscriptionService:
         self._topics: dict[str, Topic] = {}
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._listeners: list[Listener] = []
+        self._heard: dict[str, int] = {}  # each hospital's last position the listeners heard
 
     # --- the emitter ----------------------------------------------------------------------
 
@@ -115,11 +117,17 @@ class AlertSubscriptionService:
         return lambda: self._listeners.remove(listener)
 
     def publish(self, events: Sequence[StoredEvent]) -> None:
-        """Called by the store after each commit, with its events in order."""
+        """Called after each commit with its events in order: by the store on one node, by the
+        event bus (services/bus.py) in a cluster, where an event can come twice (this node's
+        own commits come back from the database). Each position goes to the topic and to the
+        listeners at most once: positions increase within a hospital on either store."""
         for event in events:
             topic = self._topics.get(event.hospital_id)
-            if topic is not None:
+            if topic is not None and event.seq > topic.newest:
                 topic.publish(event)
+            if event.seq <= self._heard.get(event.hospital_id, 0):
+                continue
+            self._heard[event.hospital_id] = event.seq
             for listener in tuple(self._listeners):
                 try:
                     listener(event)
@@ -143,6 +151,29 @@ class AlertSubscriptionService:
         if loading is not None:
             await asyncio.shield(loading)
         return topic
+
+    def loaded(self, hospital_id: str) -> Topic | None:
+        """The hospital's topic once its positions are known; None while they are being read
+        or when no one on this node has subscribed to it."""
+        if hospital_id in self._loading:
+            return None
+        return self._topics.get(hospital_id)
+
+    def has_topic(self, hospital_id: str) -> bool:
+        """Someone on this node subscribed to the hospital (its topic may still be loading)."""
+        return hospital_id in self._topics
+
+    async def settled(self, hospital_id: str) -> Topic | None:
+        """The hospital's topic after any load under way (None: there is none, or it failed)."""
+        loading = self._loading.get(hospital_id)
+        if loading is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(loading)
+        return self.loaded(hospital_id)
+
+    def hospitals(self) -> list[str]:
+        """The hospitals whose topics are loaded on this node."""
+        return [h for h in self._topics if h not in self._loading]
 
     async def _load(self, topic: Topic) -> None:
         try:

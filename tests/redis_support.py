@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -77,11 +76,16 @@ def free_port() -> int:
 
 
 async def poll(condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float) -> None:
-    """Ask `condition` until it holds; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+    """Ask `condition` until it holds; fail after `timeout_s`, even when one of the questions
+    itself hangs."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                if await condition():
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 class OwnRedis:
@@ -124,7 +128,7 @@ class OwnRedis:
         await asyncio.wait_for(proc.wait(), TIMEOUT_S)
 
     async def flush(self) -> None:
-        client = Redis.from_url(self.url)
+        client = Redis.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=5.0)
         try:
             await client.flushall()
         finally:

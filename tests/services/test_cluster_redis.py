@@ -163,7 +163,7 @@ async def _stored(
     server: OwnRedis, a: RedisClusterState, b: RedisClusterState, want: dict[str, int]
 ) -> bool:
     """Each node's hash in Redis holds its connections again, and its version is back."""
-    client = Redis.from_url(server.url)
+    client = Redis.from_url(server.url, socket_connect_timeout=2.0, socket_timeout=5.0)
     try:
         for node, count in want.items():
             if await client.hlen(a.keys.conns(node)) != count:

@@ -24,6 +24,7 @@ from services.sqlite_schema import SchemaError
 from services.store import AlertRecord, StagedChange, Transaction
 from services.store_postgres import PostgresAlertStore
 from tests.integration.server import ROOT
+from tests.polling import until
 from tests.postgres import TcpProxy, connect, fetch, terminate_backends
 from tests.services.conftest import FakeClock, alert_input, decode
 from tests.services.stores import AnyStore, PostgresBackend, open_store, published
@@ -225,7 +226,7 @@ async def test_an_unreachable_database_is_service_unavailable_until_it_is_back(
     services = await Services.open(config, ConnectionRegistry(), clock=clock, background=False)
     try:
         made = await services.alerts.create(alert_input(), "device-7")
-        assert await services.health() == {"storage": "ok"}
+        assert await services.health() == {"storage": "ok", "bus": "ok"}
         await proxy.cut()
         for call in (
             lambda: services.alerts.create(alert_input(), "device-7"),
@@ -236,10 +237,15 @@ async def test_an_unreachable_database_is_service_unavailable_until_it_is_back(
                 await asyncio.wait_for(call(), 4)  # at once, not after a long timeout
             assert exc.value.code is ErrorCode.SERVICE_UNAVAILABLE
             assert exc.value.data == {}  # nothing about the database reaches a client
-        assert await services.health() == {"storage": "down"}
+        assert await services.health() == {"storage": "down", "bus": "degraded"}
         await proxy.restore()
         again = await services.alerts.create(alert_input(), "device-7")
-        assert await services.health() == {"storage": "ok"}
+        assert (await services.health())["storage"] == "ok"
+
+        async def listening_again() -> bool:  # the bus reconnects by itself, after a back-off
+            return await services.health() == {"storage": "ok", "bus": "ok"}
+
+        await until(listening_again, "the LISTEN connection to come back")
         log = await services.store.events_after("h1", 0, 10)
         assert [e.alert_id for e in log] == [made.id, again.id]
         assert [e.seq for e in log] == [1, 2]  # the failed attempt left no hole

@@ -167,3 +167,25 @@ async def test_a_failing_subscriber_is_ended_and_the_others_go_on(services: Serv
     assert broken_stream.closed
     assert not healthy_stream.closed
     healthy_stream.close()
+
+
+async def test_the_all_zeros_id_resumes_and_pages_the_whole_retained_log(
+    services: Services,
+) -> None:
+    """CONTRACT 7: `0000000000000000` is the position before a hospital's first event."""
+    zeros = format_event_id(0)
+    assert zeros == "0000000000000000"
+    empty = await services.subscriptions.page("h1", zeros, 100)
+    assert (empty.events, empty.last_event_id) == ([], zeros)
+    await raise_alerts(services, 3)
+    await raise_alerts(services, 2, hospital="h2")
+    made = await raise_alerts(services, RING_SIZE + 5)  # past the ring: from the log
+    whole = await all_ids(services)
+    assert len(whole) == RING_SIZE + 8
+    page = await services.subscriptions.page("h1", zeros, 1000)
+    assert [e.id for e in page.events] == whole
+    assert page.last_event_id == whole[-1]
+    stream, sink = await start(services, zeros)
+    assert sink.ids == whole
+    assert decode_last(sink).alert_id == made[-1]
+    stream.close()
