@@ -156,6 +156,16 @@ def test_depth_is_counted_only_to_one_past_the_limit() -> None:
     assert nesting(b"][", 3) is None
 
 
+def test_a_run_of_openers_past_the_limit_answers_at_once() -> None:
+    """However the rest nests, max_depth + 1 openers in a row are that deep: the answer is
+    the capped depth, also where the brackets would not have nested (refused either way)."""
+    wide = "[" + ",".join(["[]"] * 2000) + "," + "[" * 40 + "]" * 40 + "]"
+    assert measure(wide, 32) == Cost(33, 2041)
+    assert measure(wide, UNLIMITED) == Cost(41, 2041)
+    assert nesting(b"]" + b"[" * 40 + b"]" * 39, 32) == 33
+    assert nesting(b"]" + b"[" * 40 + b"]" * 39, 100) is None
+
+
 @pytest.mark.parametrize("document", ['"\ud800"', '["\udfff", "\ud83d"]', "\ud800[", "[\udc00]"])
 def test_a_str_with_lone_surrogates_is_measured_not_raised_on(document: str) -> None:
     cost = measure(document, 32, 10_000)
