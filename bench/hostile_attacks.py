@@ -253,7 +253,7 @@ ATTACKS: dict[str, Attack] = {
     "upgrades_100_addresses": upgrade_flood(100),
     "slow_headers": slow_headers,
     "slow_readers": slow_readers(200, 50, 40.0),
-    "stalled_sse": slow_readers(0, 1, 40.0),
+    "stalled_sse": slow_readers(0, 1, 200.0),  # enough to fill the kernel's buffers for one
 }
 
 
