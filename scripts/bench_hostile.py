@@ -10,10 +10,10 @@ to CPU 0. For each attack: a baseline round (the bystander alone), then the atta
 interleaved. Attacks (bench/hostile_attacks.py): four anonymous clients posting 16 KiB hostile
 JSON in a loop; 2,000 tokenless upgrades from one address and from 100; 500 slow-header
 sockets; 200 WebSocket and 50 SSE readers that never read while 40 alerts/s with 2 KB messages
-are raised for them; one stalled SSE client (200 such alerts/s). Also times the event-loop cost of one hostile
-message before and after the byte scanner (bench/loopcost.py). Prints a table and writes
-bench/results/hostile.json. Target: bystander p99 < 50 ms and /health p99 < 100 ms under
-every attack. See bench/README.md.
+are raised for them; one stalled SSE client (200 such alerts/s). Also times the event-loop
+cost of one hostile message before and after the byte scanner (bench/loopcost.py). Prints a
+table and writes bench/results/hostile.json. Target: bystander p99 < 50 ms and /health p99
+< 100 ms under every attack. See bench/README.md.
 """
 
 from __future__ import annotations
