@@ -3,6 +3,7 @@ chosen event loop, with an optional in-process publish loop (--mode service).
 
     python -m bench.server_entry [--loop asyncio|uvloop] [--standin]
                                  [--progress PATH --workers P --hospital H]
+                                 [--sse-stall-seconds S]
 
 Environment as for scripts/start_websocket_server.py. The first stdout line is the start
 script's banner ("... listening on http://HOST:PORT ..."). --standin replaces the healthcare
@@ -20,6 +21,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from bench import standin
 from bench.inproc import publish_on_command
@@ -74,6 +76,9 @@ def domain_publisher(running: server_main.Running, hospital: str) -> Publish:
 
 async def serve(args: argparse.Namespace) -> None:
     config = server_config.load()
+    if args.sse_stall_seconds is not None:  # no environment variable: a benchmark's knob
+        limits = replace(config.limits, sse_stall_timeout_s=args.sse_stall_seconds)
+        config = replace(config, limits=limits)
     HOSPITAL[0] = args.hospital
     if args.standin:
         running, publish = await start_standin(config)
@@ -105,6 +110,7 @@ def main() -> None:
     parser.add_argument("--progress", default=None)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--hospital", default="h-bench")
+    parser.add_argument("--sse-stall-seconds", type=float, default=None)
     args = parser.parse_args()
     logs.setup(os.environ.get("LOG_LEVEL", "WARNING"))
     if args.loop == "uvloop":

@@ -16,6 +16,7 @@ from rpc.auth import bearer_token
 from rpc.errors import ErrorCode, RpcError
 from rpc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from rpc.session import CLOSE_SERVICE_RESTART
+from rpc.transport_aiohttp.guard import SECURITY_HEADERS
 from rpc.transport_aiohttp.http import handle_jsonrpc_post, handle_trpc_http, json_response
 from rpc.transport_aiohttp.sse import handle_sse
 from rpc.transport_aiohttp.state import STATE_KEY, ServerState
@@ -36,13 +37,6 @@ HEALTH_KEY = web.AppKey("alertwire_health", list[HealthCheck])
 
 
 CORS_ORIGIN_KEY = web.RequestKey("alertwire_cors_origin", str)
-# Every response: nothing with patient data is cached anywhere on the way, no content
-# sniffing, and no version for an attacker to look up (CONTRACT 5a).
-SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Server": "Alertwire",
-}
 
 
 @web.middleware

@@ -9,7 +9,9 @@ transport and aiohttp's request handler and forwards everything to it. The guard
   connection caps instead: see `ServerState.admission_error` and `AnonymousPool`);
 - a header deadline (`HEADER_TIMEOUT_SECONDS`): a request's headers must arrive within it,
   counted from the accept or, on a kept-alive connection, from the first byte of the next
-  request. A connection idle between requests is aiohttp's to close (`keepalive_timeout`).
+  request. A connection idle between requests is aiohttp's to close (`keepalive_timeout`);
+- the security headers on the answers aiohttp writes by itself, to a request it cannot parse,
+  before any route or middleware (and so the app's own headers) could run.
 
 Only public asyncio protocol methods are used: the handler never knows it is wrapped.
 """
@@ -23,6 +25,7 @@ from typing import Any, cast
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from rpc.addresses import UNKNOWN
 from rpc.client_errors import ClientErrorLog
@@ -30,6 +33,14 @@ from rpc.errors import ErrorCode, RpcError
 from rpc.metrics import Metrics
 
 log = logging.getLogger("alertwire.transport")
+
+# Every response: nothing with patient data is cached anywhere on the way, no content
+# sniffing, and no version for an attacker to look up (CONTRACT 5a).
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Server": "Alertwire",
+}
 
 _BODY = orjson.dumps(
     {"error": RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Server is at capacity").to_dict("trpc")}
@@ -96,6 +107,25 @@ class ConnectionGuard:
         self.client_errors.report(kind, address, message)
 
 
+class _RequestHandler(RequestHandler):
+    """aiohttp's handler, except that its own error answers (a malformed request line or
+    header: a 400 written before routing) carry SECURITY_HEADERS instead of aiohttp's
+    `Server: Python/<version> aiohttp/<version>`."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+
 class GuardedProtocol(asyncio.Protocol):
     """Forwards to aiohttp's RequestHandler, created only once the connection is admitted."""
 
@@ -117,7 +147,9 @@ class GuardedProtocol(asyncio.Protocol):
             self._transport.close()
             return
         guard.http_open += 1
-        self._inner = self._server()
+        # As web.Server() makes its handlers (same arguments), with the error answers fixed.
+        server = self._server
+        self._inner = _RequestHandler(server, loop=asyncio.get_running_loop(), **server._kwargs)
         guard._by_handler[self._inner] = self
         self._start_deadline()
         self._inner.connection_made(transport)
