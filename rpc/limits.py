@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from rpc.addresses import Network, parse_networks
 
@@ -148,6 +149,28 @@ class Unlimited:
 
     def take(self, n: int = 1) -> bool:
         return True
+
+
+class RateLimiter(Protocol):
+    def take(self, n: int = 1) -> bool: ...
+
+
+class Prepaid:
+    """A bucket whose first request was paid for on arrival: an HTTP request without a valid
+    token is charged before its body is read (so a flood of refused bodies costs the flooder
+    its allowance, not the server its loop), and its first call is not charged twice."""
+
+    __slots__ = ("_bucket", "_paid")
+
+    def __init__(self, bucket: RateLimiter) -> None:
+        self._bucket = bucket
+        self._paid = True
+
+    def take(self, n: int = 1) -> bool:
+        if self._paid and n > 0:
+            self._paid = False
+            n -= 1
+        return n <= 0 or self._bucket.take(n)
 
 
 def rate_limiter(limits: Limits) -> TokenBucket | Unlimited:

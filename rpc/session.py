@@ -34,7 +34,7 @@ from rpc.context import Context, Principal
 from rpc.dispatch import Dispatcher
 from rpc.errors import ErrorCode, RpcError, parse_error
 from rpc.jsoncost import measure
-from rpc.limits import Limits, TokenBucket, Unlimited, rate_limiter
+from rpc.limits import Limits, RateLimiter, rate_limiter
 from rpc.metrics import Metrics
 from rpc.router import Kind
 from rpc.subscription import Envelope, Subscription
@@ -74,7 +74,7 @@ class Session:
         principal: Principal | None = None,
         http: bool = False,
         transport_name: str = "ws",
-        rate: TokenBucket | Unlimited | None = None,
+        rate: RateLimiter | None = None,
         auth_error: RpcError | None = None,
         on_subscription_end: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,

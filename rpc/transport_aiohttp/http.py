@@ -11,6 +11,7 @@ from aiohttp import web
 from rpc.context import Principal
 from rpc.errors import ErrorCode, RpcError, method_not_found, to_rpc_error
 from rpc.jsoncost import measure
+from rpc.limits import Prepaid, RateLimiter
 from rpc.router import Kind
 from rpc.session import Session
 from rpc.transport_aiohttp.state import STATE_KEY, ServerState
@@ -77,11 +78,39 @@ async def read_body(request: web.Request, state: ServerState, limit: int) -> byt
     return b"".join(chunks)
 
 
+def charge_on_arrival(
+    request: web.Request, state: ServerState, principal: Principal | None
+) -> RateLimiter | RpcError:
+    """A request without a valid token pays for itself before anything of it is read: its
+    rate bucket (per client address) is charged now and its calls start from that payment
+    (Prepaid). An empty bucket refuses it at once, body unread (CONTRACT 5a)."""
+    bucket = state.http_bucket(principal, request)
+    if principal is not None:
+        return bucket
+    if not bucket.take():
+        state.metrics.rate_limited.inc("http")
+        state.refused(request, "rate_limited", "unauthenticated requests over the rate limit")
+        return RpcError(
+            ErrorCode.TOO_MANY_REQUESTS,
+            f"Rate limit exceeded ({state.limits.rate_per_10s} requests per 10 s)",
+        )
+    return Prepaid(bucket)
+
+
+def refuse_unread(error: RpcError, body: bytes) -> web.Response:
+    """A refusal sent before the body was read: the connection closes, so that no unread body
+    is left on a kept-alive connection for the server to drain."""
+    response = json_response(body, status=error.code.http_status)
+    response.force_close()
+    return response
+
+
 def http_session(
     request: web.Request,
     state: ServerState,
     principal: Principal | None,
     auth_error: RpcError | None,
+    rate: RateLimiter,
 ) -> tuple[Session, Collector]:
     collector = Collector()
     session = Session(
@@ -92,7 +121,7 @@ def http_session(
         principal=principal,
         http=True,
         transport_name="http",
-        rate=state.http_bucket(principal, request),
+        rate=rate,
         auth_error=auth_error,
         metrics=state.metrics,
         refused=state.reporter(request),
@@ -103,6 +132,10 @@ def http_session(
 async def handle_jsonrpc_post(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     principal, auth_error = state.principal_from(request)
+    rate = charge_on_arrival(request, state, principal)
+    if isinstance(rate, RpcError):
+        error = {"jsonrpc": "2.0", "error": rate.to_dict("jsonrpc"), "id": None}
+        return refuse_unread(rate, orjson.dumps(error))
     try:
         body = await read_body(request, state, body_limit(state, principal))
         text = body.decode("utf-8")
@@ -111,7 +144,7 @@ async def handle_jsonrpc_post(request: web.Request) -> web.StreamResponse:
         return json_response(orjson.dumps(error), status=exc.code.http_status)
     except UnicodeDecodeError:
         text = "\x00"  # not JSON: the session answers with a parse error
-    session, collector = http_session(request, state, principal, auth_error)
+    session, collector = http_session(request, state, principal, auth_error, rate)
     await session.receive(text)
     session.shutdown()
     if not collector.frames:
@@ -157,6 +190,9 @@ async def handle_trpc_http(request: web.Request) -> web.StreamResponse:
         error = RpcError(ErrorCode.BAD_REQUEST, "Several paths need ?batch=1")
         return json_response(_error_item(error, None), status=400)
     principal, auth_error = state.principal_from(request)
+    rate = charge_on_arrival(request, state, principal)
+    if isinstance(rate, RpcError):
+        return refuse_unread(rate, _error_item(rate, None))
     try:
         if len(paths) > state.limits.max_batch:
             raise RpcError(ErrorCode.BAD_REQUEST, "Batch too large")
@@ -172,7 +208,7 @@ async def handle_trpc_http(request: web.Request) -> web.StreamResponse:
         return json_response(_error_item(error, None), status=400, headers={"Vary": VARY})
     except RpcError as exc:
         return json_response(_error_item(exc, None), status=exc.code.http_status)
-    session, _ = http_session(request, state, principal, auth_error)
+    session, _ = http_session(request, state, principal, auth_error, rate)
     kind = Kind.QUERY if request.method == "GET" else Kind.MUTATION
     items = [await _call(session, path, kind, raw) for path, raw in zip(paths, inputs, strict=True)]
     session.shutdown()

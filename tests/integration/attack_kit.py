@@ -195,11 +195,13 @@ class Raw:
         return data
 
     async def until_closed(self, within_s: float = READ_TIMEOUT_S) -> bytes:
-        """Everything until the server closes; fails if it does not within `within_s`."""
+        """Everything until the server closes (then this side closes too); fails if it does
+        not within `within_s`."""
         data = b""
         async with asyncio.timeout(within_s):
             while chunk := await self.recv(within_s):
                 data += chunk
+        self.close()
         return data
 
     def close(self) -> None:

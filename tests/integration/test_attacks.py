@@ -244,6 +244,7 @@ async def test_slow_headers_are_cut_off_at_the_deadline(tmp_path: Path) -> None:
         assert (await raw.head()).startswith(b"HTTP/1.1 200")
         raw.opened = time.monotonic()
         assert await trickle(raw) >= HEADER_TIMEOUT_S * 0.9
+        raw.close()
         assert metrics.http_timeouts.get("headers") == 51
         for raw in attackers:
             raw.close()
