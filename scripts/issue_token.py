@@ -1,21 +1,26 @@
 """Mint a development token for Alertwire.
 
     python scripts/issue_token.py --sub nurse-1 --role nurse --hospital h1 --ttl 3600
+    python scripts/issue_token.py --role charge_nurse --url    # a dashboard sign-in link
 
 Signs with JWT_SECRET, or else with the development secret the server keeps in
 `data/dev_jwt_secret` (ALERTWIRE_DATA_DIR), so run it from the directory the server runs in.
 JWT_ISSUER and JWT_AUDIENCE are added when set. With ALERTWIRE_ENV=production it refuses unless
 JWT_SECRET is given explicitly. The token goes to stdout alone (TOKEN=$(...)); a summary of
-its claims, never the token or the key, goes to stderr.
+its claims, never the token or the key, goes to stderr. With --url, stdout is instead the
+dashboard's address with the token in the fragment (`#token=...`): browsers never send a
+fragment to the server, and the page takes it out of the address bar at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,7 +64,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--ttl", type=_ttl, default=3600, help="lifetime in seconds")
     parser.add_argument("--name", default=None, help="display name (optional)")
+    parser.add_argument(
+        "--url",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="BASE",
+        help="print a dashboard sign-in link instead of the bare token; BASE defaults to "
+        "http://HOST:WEBSOCKET_PORT/ from the environment (127.0.0.1:3001)",
+    )
     return parser.parse_args(argv)
+
+
+def dashboard_url(base: str, token: str) -> str:
+    """The dashboard at `base` (or the local server's address) with the token in the fragment."""
+    if not base:
+        host = os.environ.get("HOST", "127.0.0.1")
+        port = os.environ.get("WEBSOCKET_PORT", "3001")
+        base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    return f"{base.split('#', 1)[0]}#token={quote(token, safe='')}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         f"expires {expires}, signed with the key from {source}",
         file=sys.stderr,
     )
-    print(token)
+    print(token if args.url is None else dashboard_url(args.url, token))
     return 0
 
 

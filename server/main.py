@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dashboard import STATIC_DIR as DASHBOARD_DIR
 from routers.app import app_router
 from rpc.cluster import ClusterState
 from rpc.cluster_memory import InMemoryClusterState
@@ -67,7 +68,7 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Ser
         origins=config.origins,
         metrics_token=config.metrics_token,
     )
-    app = create_app(state)
+    app = create_app(state, site_dir=DASHBOARD_DIR)
     app[HEALTH_KEY].append(services.health)
     app[HEALTH_KEY].append(cluster.health)  # "node", and "bus" with REDIS_URL
     logs.route_client_errors(state.client_errors)  # aiohttp's malformed requests, counted

@@ -8,6 +8,7 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import orjson
 from aiohttp import web
@@ -18,6 +19,7 @@ from rpc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from rpc.session import CLOSE_SERVICE_RESTART
 from rpc.transport_aiohttp.guard import SECURITY_HEADERS
 from rpc.transport_aiohttp.http import handle_jsonrpc_post, handle_trpc_http, json_response
+from rpc.transport_aiohttp.site import CACHE_CONTROL_KEY, add_site
 from rpc.transport_aiohttp.sse import handle_sse
 from rpc.transport_aiohttp.state import STATE_KEY, ServerState
 from rpc.transport_aiohttp.ws import WsConnection, handle_ws
@@ -77,6 +79,9 @@ async def _response_headers(request: web.Request, response: web.StreamResponse) 
     """on_response_prepare: also reaches responses that stream (SSE), whose headers are sent
     before the handler returns."""
     response.headers.update(SECURITY_HEADERS)
+    cache_control = request.get(CACHE_CONTROL_KEY)
+    if cache_control is not None:  # a content-hashed asset of the site (site.py)
+        response.headers["Cache-Control"] = cache_control
     origin = request.get(CORS_ORIGIN_KEY)
     if origin is None:
         return
@@ -158,7 +163,8 @@ async def handle_options(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def create_app(state: ServerState) -> web.Application:
+def create_app(state: ServerState, site_dir: Path | None = None) -> web.Application:
+    """The API on one port; with `site_dir`, also the static site built there (site.py)."""
     app = web.Application(
         middlewares=[guarded, cors], client_max_size=state.limits.max_message_bytes
     )
@@ -174,6 +180,8 @@ def create_app(state: ServerState) -> web.Application:
     app.router.add_route("HEAD", PREFIX + "/{paths}", handle_trpc_http)
     app.router.add_post(PREFIX + "/{paths}", handle_trpc_http)
     app.router.add_route("OPTIONS", PREFIX + "/{paths}", handle_options)
+    if site_dir is not None:
+        add_site(app, site_dir)
     app.cleanup_ctx.append(_sweeper)
     return app
 

@@ -74,6 +74,18 @@ def test_defaults_and_issuer_audience(tmp_path: Path) -> None:
     )
 
 
+def test_url_puts_the_token_in_the_fragment_of_the_dashboard_address(tmp_path: Path) -> None:
+    done = run(tmp_path, "--url", JWT_SECRET=LONG_SECRET, HOST="0.0.0.0", WEBSOCKET_PORT="4010")
+    assert done.returncode == 0, done.stderr
+    base, _, fragment = done.stdout.strip().partition("#token=")
+    assert base == "http://127.0.0.1:4010/"  # a wildcard bind is opened on loopback
+    assert verify_token(fragment, AuthConfig(LONG_SECRET)).sub == "dev-user"
+    assert fragment not in done.stderr
+
+    given = run(tmp_path, "--url", "https://ward.example.org/", JWT_SECRET=LONG_SECRET)
+    assert given.stdout.startswith("https://ward.example.org/#token=ey")
+
+
 def test_refuses_in_production_unless_jwt_secret_is_given(tmp_path: Path) -> None:
     dev_secret(tmp_path / "data")
     done = run(tmp_path, ALERTWIRE_ENV="production")
