@@ -184,35 +184,67 @@ def id_too_long(value: object, limits: Limits) -> bool:
     return isinstance(value, str) and len(value) > limits.max_id_chars
 
 
+class AnonymousPlace:
+    """One connection's place in the anonymous pool, until it authenticates or closes."""
+
+    __slots__ = ("address", "evict", "evicted")
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.evict: Callable[[], None] | None = None  # set once there is a connection to close
+        self.evicted = False
+
+
 class AnonymousPool:
     """Connections that have not authenticated yet: `MAX_UNAUTHENTICATED_CONNECTIONS` in all,
     `MAX_UNAUTHENTICATED_PER_ADDRESS` from one client address. A pool of their own, so that
-    however many of them an attacker opens, an authenticated user is never refused for it."""
+    however many of them an attacker opens, an authenticated user is never refused for it.
 
-    def __init__(self, total: int, per_address: int) -> None:
+    Past the per-address cap a newcomer is refused. Past the total, the OLDEST place is taken
+    back (its connection closed, 1013) and the newcomer admitted: a client that authenticates
+    right after its upgrade (the official tRPC client sends its token as the first message)
+    needs its place for milliseconds, so however many addresses flood the pool, it still gets
+    in; only sockets that sit there without authenticating are pushed out."""
+
+    def __init__(
+        self, total: int, per_address: int, count: Callable[[str], None] | None = None
+    ) -> None:
         self.total = total
         self.per_address = per_address
+        self._count = count  # the refusal counter, told of every place taken back
         self._by_address: dict[str, int] = {}
-        self.open = 0
+        self._places: dict[AnonymousPlace, None] = {}  # in order of admission: oldest first
 
-    def admit(self, address: str) -> str | None:
-        """Take a place for `address`, or say why not ("anonymous_capacity" or
-        "anonymous_per_address", the metric's refusal reasons). 0 turns a cap off."""
+    @property
+    def open(self) -> int:
+        return len(self._places)
+
+    def admit(self, address: str) -> AnonymousPlace | str:
+        """A place for `address`, or why not ("anonymous_per_address", the metric's refusal
+        reason). 0 turns a cap off."""
         held = self._by_address.get(address, 0)
         if self.per_address and held >= self.per_address:
             return "anonymous_per_address"
-        if self.total and self.open >= self.total:
-            return "anonymous_capacity"
-        self._by_address[address] = held + 1
-        self.open += 1
-        return None
+        if self.total and len(self._places) >= self.total:
+            self._take_back(next(iter(self._places)))
+        place = AnonymousPlace(address)
+        self._places[place] = None
+        self._by_address[address] = self._by_address.get(address, 0) + 1
+        return place
 
-    def release(self, address: str) -> None:
-        held = self._by_address.get(address, 0)
-        if held <= 0:
-            return
-        self.open -= 1
-        if held == 1:
-            del self._by_address[address]
-        else:
-            self._by_address[address] = held - 1
+    def release(self, place: AnonymousPlace) -> None:
+        """The connection authenticated or closed. Idempotent."""
+        if self._places.pop(place, 0) is None:
+            held = self._by_address.get(place.address, 0) - 1
+            if held <= 0:
+                self._by_address.pop(place.address, None)
+            else:
+                self._by_address[place.address] = held
+
+    def _take_back(self, place: AnonymousPlace) -> None:
+        self.release(place)
+        place.evicted = True
+        if self._count is not None:
+            self._count("anonymous_evicted")
+        if place.evict is not None:
+            place.evict()

@@ -125,8 +125,8 @@ REFUSAL_REASONS = (
     "capacity",
     "per_user",
     "shutting_down",
-    "anonymous_capacity",
     "anonymous_per_address",
+    "anonymous_evicted",
     "http_capacity",
 )
 # rpc.auth.TokenError.reason takes these values.

@@ -13,7 +13,10 @@ transport and aiohttp's request handler and forwards everything to it. The guard
 - the security headers on the answers aiohttp writes by itself, to a request it cannot parse,
   before any route or middleware (and so the app's own headers) could run.
 
-Only public asyncio protocol methods are used: the handler never knows it is wrapped.
+The wrapper uses only public asyncio protocol methods: the handler never knows it is wrapped.
+Making the handler itself (a subclass, for its error answers) reads the arguments aiohttp's
+`web.Server` keeps for its own handlers (`_kwargs`): a private attribute, pinned by the tests
+of this module (an aiohttp that renames it fails them, not a request).
 """
 
 from __future__ import annotations

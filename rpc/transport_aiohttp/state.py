@@ -85,7 +85,9 @@ class ServerState:
     def __post_init__(self) -> None:
         limits = self.limits
         self.anonymous = AnonymousPool(
-            limits.max_unauthenticated_connections, limits.max_unauthenticated_per_address
+            limits.max_unauthenticated_connections,
+            limits.max_unauthenticated_per_address,
+            count=self.metrics.connections_refused.inc,
         )
         self.budget = OutboundBudget(limits.send_queue_total_bytes, self.metrics)
         self.client_errors = ClientErrorLog(

@@ -11,6 +11,7 @@ from aiohttp import WebSocketError, WSMsgType, web
 
 from rpc.context import Principal
 from rpc.errors import ErrorCode, RpcError
+from rpc.limits import AnonymousPlace
 from rpc.session import Session
 from rpc.transport_aiohttp.outbound import WsOutbound
 from rpc.transport_aiohttp.state import STATE_KEY, ServerState
@@ -18,6 +19,7 @@ from rpc.transport_aiohttp.state import STATE_KEY, ServerState
 log = logging.getLogger("alertwire.transport")
 
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_INVALID_TEXT = 1007
 # aiohttp stops reading at a frame header beyond its own limit, so the client may never see
 # the close. We let it read frames up to this multiple of MAX_MESSAGE_BYTES in full and close
@@ -47,7 +49,7 @@ class WsConnection:
         request: web.Request,
         ws: web.WebSocketResponse,
         state: ServerState,
-        anonymous_address: str | None,
+        anonymous: AnonymousPlace | None,
     ):
         self.request = request
         self.ws = ws
@@ -55,8 +57,11 @@ class WsConnection:
         self.out = WsOutbound(request, ws, state.limits, state.metrics, state.budget)
         self.last_seen = time.monotonic()
         self.last_ping = 0.0
-        # Where this socket holds a place in the anonymous pool until it authenticates.
-        self.anonymous_address = anonymous_address
+        # Its place in the anonymous pool until it authenticates; taken back (the socket
+        # closed, 1013) when the pool is full and this is its oldest.
+        self.anonymous = anonymous
+        if anonymous is not None:
+            anonymous.evict = self._evicted
 
     def admit(self, principal: Principal) -> None:
         """The socket authenticates: it needs a place among authenticated connections
@@ -67,9 +72,13 @@ class WsConnection:
         self.leave_anonymous_pool()
 
     def leave_anonymous_pool(self) -> None:
-        if self.anonymous_address is not None:
-            self.state.anonymous.release(self.anonymous_address)
-            self.anonymous_address = None
+        if self.anonymous is not None:
+            self.state.anonymous.release(self.anonymous)
+            self.anonymous = None
+
+    def _evicted(self) -> None:
+        self.anonymous = None
+        self.close(CLOSE_TRY_AGAIN_LATER, "Too many unauthenticated connections")
 
     @property
     def send(self) -> Callable[[bytes], None]:
@@ -98,29 +107,29 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         state.refused(request, "capacity", "WebSocket upgrade refused by a connection cap")
         return _refuse(refusal)
-    anonymous_address = None
+    place: AnonymousPlace | None = None
     if principal is None:
-        anonymous_address = state.client_address(request)
-        reason = state.anonymous.admit(anonymous_address)
-        if reason is not None:
-            metrics.connections_refused.inc(reason)
+        admitted = state.anonymous.admit(state.client_address(request))
+        if isinstance(admitted, str):
+            metrics.connections_refused.inc(admitted)
             state.refused(request, "capacity", "too many unauthenticated WebSockets")
             return _refuse(
                 RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Too many unauthenticated connections"),
                 503,
             )
+        place = admitted
     try:
-        return await _serve(request, state, principal, anonymous_address)
+        return await _serve(request, state, principal, place)
     finally:
-        if anonymous_address is not None and CONN_KEY not in request:
-            state.anonymous.release(anonymous_address)  # never became a connection
+        if place is not None and CONN_KEY not in request:
+            state.anonymous.release(place)  # never became a connection
 
 
 async def _serve(
     request: web.Request,
     state: ServerState,
     principal: Principal | None,
-    anonymous_address: str | None,
+    place: AnonymousPlace | None,
 ) -> web.StreamResponse:
     limits = state.limits
     metrics = state.metrics
@@ -134,7 +143,9 @@ async def _serve(
         return _refuse(RpcError(ErrorCode.BAD_REQUEST, "Expected a WebSocket upgrade"), 426)
     await ws.prepare(request)
     state.guard.long_lived(request)
-    conn = WsConnection(request, ws, state, anonymous_address)
+    conn = WsConnection(request, ws, state, place)
+    if place is not None and place.evicted:  # taken back during the handshake
+        conn.close(CLOSE_TRY_AGAIN_LATER, "Too many unauthenticated connections")
     request[CONN_KEY] = conn
     session = Session(
         state.dispatcher,

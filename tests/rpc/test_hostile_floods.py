@@ -5,6 +5,7 @@ the server, a bystander socket and the task count are unharmed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
@@ -217,7 +218,8 @@ async def connection_flood_beyond_the_server_cap(a: Arena) -> None:
 )
 async def concurrent_handshake_burst(a: Arena) -> None:
     """Thirty upgrades at once cannot slip past the caps between check and upgrade, for
-    authenticated sockets and for the anonymous pool alike."""
+    authenticated sockets and for the anonymous pool alike (where a newcomer takes back the
+    oldest place: the pool never holds more than its size)."""
     token = make_token(sub=ATTACKER)
 
     async def attempt(headers: dict[str, str]) -> int:
@@ -231,14 +233,31 @@ async def concurrent_handshake_burst(a: Arena) -> None:
 
     same_user = await asyncio.gather(*(attempt(bearer(token)) for _ in range(30)))
     assert sorted(same_user) == [101] * 2 + [429] * 28
+    before = len(a.sockets)
     anonymous = await asyncio.gather(*(attempt({}) for _ in range(30)))
-    assert sorted(anonymous) == [101] * 3 + [503] * 27  # a pool of their own
+    anonymous_sockets = a.sockets[before:]
+    assert anonymous == [101] * 30  # a pool of their own, oldest out first
+    assert a.state.anonymous.open == 3
+    assert a.metrics.connections_refused.get("anonymous_evicted") == 27
     others = await asyncio.gather(
         *(attempt(bearer(make_token(sub=f"other-{n}"))) for n in range(30))
     )
     assert sorted(others) == [101] + [503] * 29  # the bystander + 2 + 1 = 4
-    assert len(a.state.sessions) == 4 + 3
-    assert a.metrics.connections_refused.get("anonymous_capacity") == 27
+    await eventually(lambda: len(a.state.sessions) == 4 + 3, "the taken-back sockets to close")
+    outcomes = [await first_frame_or_ping(ws) for ws in anonymous_sockets]
+    assert sorted(outcomes) == ["closed 1013"] * 27 + ["open"] * 3
+
+
+async def first_frame_or_ping(ws: ClientWebSocketResponse) -> str:
+    """ "closed 1013" for a socket the server closed (its close frame is already there to
+    read), "open" for one that still answers a ping."""
+    with contextlib.suppress(ConnectionResetError):  # a closed one may refuse the ping
+        await ws.send_str("PING")
+    msg = await ws.receive(timeout=5)
+    if msg.type is WSMsgType.CLOSE:
+        return f"closed {msg.data}"
+    assert msg.data == "PONG"
+    return "open"
 
 
 @case(Limits(max_message_bytes=4096))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rpc.limits import AnonymousPool, Limits
+from rpc.limits import AnonymousPlace, AnonymousPool, Limits
 from server.config import ConfigError, load
 
 
@@ -103,58 +103,78 @@ def test_the_message_limit_before_and_after_authentication() -> None:
     assert small.message_limit(authenticated=False) == 4096  # never more than anyone's
 
 
-def test_the_anonymous_pool_caps_the_total() -> None:
-    pool = AnonymousPool(total=3, per_address=0)
-    assert [pool.admit(f"192.0.2.{n}") for n in range(3)] == [None] * 3
-    assert pool.admit("192.0.2.9") == "anonymous_capacity"
+def places(pool: AnonymousPool, *addresses: str) -> list[AnonymousPlace]:
+    admitted = [pool.admit(address) for address in addresses]
+    assert all(isinstance(place, AnonymousPlace) for place in admitted), admitted
+    return [place for place in admitted if isinstance(place, AnonymousPlace)]
+
+
+def test_a_full_pool_takes_back_its_oldest_place_for_a_newcomer() -> None:
+    taken: list[str] = []
+    pool = AnonymousPool(total=3, per_address=0, count=taken.append)
+    closed: list[str] = []
+    first, second, third = places(pool, "192.0.2.1", "192.0.2.2", "192.0.2.3")
+    for place in (first, second, third):
+        place.evict = lambda place=place: closed.append(place.address)
+    (fourth,) = places(pool, "192.0.2.4")
+    assert closed == ["192.0.2.1"]
+    assert first.evicted
+    assert [p.evicted for p in (second, third, fourth)] == [False] * 3
+    assert taken == ["anonymous_evicted"]
     assert pool.open == 3
-    pool.release("192.0.2.1")
-    assert pool.admit("192.0.2.9") is None
-    assert pool.admit("192.0.2.10") == "anonymous_capacity"
+    pool.release(second)  # authenticated: its place is free, nobody is taken back
+    places(pool, "192.0.2.5")
+    assert closed == ["192.0.2.1"]
+
+
+def test_a_place_taken_back_before_its_connection_exists_is_marked() -> None:
+    pool = AnonymousPool(total=1, per_address=0)
+    (early,) = places(pool, "192.0.2.1")  # still in its handshake: no evict callback yet
+    places(pool, "192.0.2.2")
+    assert early.evicted
+    pool.release(early)  # the handshake's own clean-up later: nothing else changes
+    assert pool.open == 1
 
 
 def test_the_anonymous_pool_caps_each_address() -> None:
     pool = AnonymousPool(total=10, per_address=2)
-    assert [pool.admit("192.0.2.1") for _ in range(3)] == [None, None, "anonymous_per_address"]
-    assert pool.admit("192.0.2.2") is None  # another address has places of its own
+    first, _ = places(pool, "192.0.2.1", "192.0.2.1")
+    assert pool.admit("192.0.2.1") == "anonymous_per_address"
+    places(pool, "192.0.2.2")  # another address has places of its own
     assert pool.open == 3
-    pool.release("192.0.2.1")
-    assert pool.admit("192.0.2.1") is None
+    pool.release(first)
+    places(pool, "192.0.2.1")
     assert pool.admit("192.0.2.1") == "anonymous_per_address"
 
 
-def test_the_per_address_cap_is_checked_before_the_total() -> None:
-    """The reason names what the client could change: its own count comes first."""
+def test_an_address_at_its_cap_is_refused_rather_than_taking_back_a_place() -> None:
     pool = AnonymousPool(total=2, per_address=2)
-    assert [pool.admit("192.0.2.1") for _ in range(2)] == [None, None]
+    places(pool, "192.0.2.1", "192.0.2.1")
     assert pool.admit("192.0.2.1") == "anonymous_per_address"
-    assert pool.admit("192.0.2.2") == "anonymous_capacity"
+    places(pool, "192.0.2.2")  # the total is full: the oldest goes, the address may come in
 
 
 def test_zero_turns_either_cap_off() -> None:
     pool = AnonymousPool(total=0, per_address=0)
-    assert all(pool.admit("192.0.2.1") is None for _ in range(5000))
+    places(pool, *["192.0.2.1"] * 5000)
     assert pool.open == 5000
     per_address_only = AnonymousPool(total=0, per_address=1)
-    assert [per_address_only.admit(f"192.0.2.{n}") for n in range(200)] == [None] * 200
+    places(per_address_only, *[f"192.0.2.{n}" for n in range(200)])
     assert per_address_only.admit("192.0.2.1") == "anonymous_per_address"
-    total_only = AnonymousPool(total=2, per_address=0)
-    assert [total_only.admit("192.0.2.1") for _ in range(3)] == [None, None, "anonymous_capacity"]
 
 
 def test_releasing_more_than_was_admitted_changes_nothing() -> None:
     """A connection may be released on more than one path (it authenticated, it closed):
     only the first counts, and no address can go negative or free another's place."""
     pool = AnonymousPool(total=2, per_address=1)
-    assert pool.admit("192.0.2.1") is None
-    pool.release("192.0.2.1")
-    pool.release("192.0.2.1")
-    pool.release("192.0.2.99")
+    (place,) = places(pool, "192.0.2.1")
+    pool.release(place)
+    pool.release(place)
     assert pool.open == 0
-    assert pool.admit("192.0.2.1") is None
-    assert pool.admit("192.0.2.2") is None
-    assert pool.admit("192.0.2.3") == "anonymous_capacity"
-    pool.release("192.0.2.1")
-    pool.release("192.0.2.1")
+    (again,) = places(pool, "192.0.2.1")
+    places(pool, "192.0.2.2")
+    pool.release(place)  # the old place: already gone
+    assert pool.open == 2
+    assert pool.admit("192.0.2.1") == "anonymous_per_address"  # `again` still holds it
+    pool.release(again)
     assert pool.open == 1
-    assert pool.admit("192.0.2.2") == "anonymous_per_address"  # its place is still held
