@@ -38,6 +38,17 @@ Title = Annotated[PlainText, Field(min_length=1, max_length=200)]
 Text = Annotated[FreeText, Field(min_length=1, max_length=2000)]
 ShortText = Annotated[PlainText, Field(min_length=1, max_length=128)]
 StaffId = Annotated[PlainText, Field(min_length=1, max_length=256)]
+IdempotencyKey = Annotated[
+    PlainText,
+    Field(
+        min_length=1,
+        max_length=128,
+        description=(
+            "Makes a retry safe: a repeat with the same key for the same hospital within 24 h "
+            "returns the alert the first call created and creates nothing."
+        ),
+    ),
+]
 
 
 class Alert(WireModel):
@@ -131,6 +142,7 @@ class CreateAlertInput(InputModel):
     message: Text | None = None
     patient_id: ShortText | None = None
     location: ShortText | None = None
+    idempotency_key: IdempotencyKey | None = None
 
 
 class AcknowledgeAlertInput(InputModel):

@@ -4,7 +4,9 @@ event is published (the store's `on_commit`), then the caller gets the alert.
 Concurrency: every change runs inside the store's write transaction on the alert as committed
 so far, so two clinicians racing on one alert are serialised: both succeed in turn (escalate,
 update) or the second gets CONFLICT (acknowledge by someone else, anything after resolve).
-`version` rises by one per change; no update is ever lost.
+`version` rises by one per change; no update is ever lost. With several writers on one
+database (a cluster) a change staged on a stale read is run again by the store on a fresh one
+(services/store.py), with the same outcome.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from schemas.alerts import (
 )
 from services import lifecycle
 from services.lifecycle import Change, iso
-from services.store import AlertRecord, AlertStore, StagedChange, Transaction, format_event_id
+from services.store import (
+    IDEMPOTENCY_TTL_S,
+    AlertRecord,
+    AlertStore,
+    StagedChange,
+    Transaction,
+    format_event_id,
+)
 
 Clock = Callable[[], float]
 RecordListener = Callable[[AlertRecord], None]
@@ -83,13 +92,30 @@ class AlertService:
     # --- changes ----------------------------------------------------------------------------
 
     async def create(self, data: CreateAlertInput, actor: str) -> Alert:
+        """Raise an alert. With an idempotency key that this hospital used within
+        IDEMPOTENCY_TTL_S, nothing is created: the alert that first call created is returned
+        as it stands now (looked up inside the transaction, so a duplicate in the same batch,
+        or one another node commits first, finds it too)."""
+        key = data.idempotency_key
+
         async def operation(tx: Transaction) -> AlertRecord:
             now = self.clock()
+            if key is not None:
+                earlier = await self._created_by_key(tx, data.hospital_id, key, now)
+                if earlier is not None:
+                    return earlier
             change = lifecycle.create(self.new_id(), data, actor, now)
             record = AlertRecord(change.alert, now, None, now + self.targets[data.priority])
-            return self._stage(tx, record, change, actor, now, None)
+            return self._stage(tx, record, change, actor, now, None, key)
 
         return self._committed(await self.store.transact(operation))
+
+    @staticmethod
+    async def _created_by_key(
+        tx: Transaction, hospital_id: str, key: str, now: float
+    ) -> AlertRecord | None:
+        alert_id = await tx.created_by_key(hospital_id, key, now - IDEMPOTENCY_TTL_S)
+        return None if alert_id is None else await tx.get(alert_id)
 
     async def acknowledge(self, alert_id: str, actor: str, note: str | None) -> Alert:
         def apply(record: AlertRecord, now: float) -> tuple[AlertRecord, Change] | None:
@@ -181,10 +207,11 @@ class AlertService:
         actor: str,
         now: float,
         detail: str | None,
+        idempotency_key: str | None = None,
     ) -> AlertRecord:
         event_type: AlertEventType = change.event_type
         tx.stage(
-            StagedChange(record, event_type, actor, now, detail),
+            StagedChange(record, event_type, actor, now, detail, idempotency_key),
             lambda seq: event_payload(seq, change, actor, now),
         )
         # Told at staging, inside the writer, so that no caller going away after the commit

@@ -6,23 +6,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
 
+import orjson
+
 from rpc.connections import ConnectionRegistry
+from schemas.alerts import Priority
 from services.alerts import AlertService
 from services.bus import EventBus, LocalBus
 from services.bus_postgres import PostgresEventBus
 from services.config import DomainConfig
 from services.escalation import EscalationPolicy
+from services.lifecycle import parse_iso
 from services.metrics import MetricsService
-from services.store import AlertStore
+from services.store import IDEMPOTENCY_TTL_S, AlertStore, StoredEvent
 from services.store_postgres import PostgresAlertStore
 from services.store_sqlite import SqliteAlertStore
 from services.subscriptions import AlertSubscriptionService
 
 log = logging.getLogger("alertwire.services")
+
+# In a cluster, how often each node reloads the escalation schedule from the store: the
+# backstop for a change it did not hear of (its events reach it within milliseconds).
+CLUSTER_RELOAD_S = 10.0
 
 
 def make_store(config: DomainConfig) -> SqliteAlertStore | PostgresAlertStore:
@@ -55,10 +64,14 @@ class Services:
         self.subscriptions = AlertSubscriptionService(store)
         self.alerts = AlertService(store, config.targets, clock)
         self.metrics = MetricsService(store, registry, config.targets, clock)
-        self.escalation = EscalationPolicy(self.alerts, store, clock)
+        cluster = isinstance(store, PostgresAlertStore)
+        reload_s = CLUSTER_RELOAD_S if cluster else None
+        self.escalation = EscalationPolicy(self.alerts, store, clock, reload_s)
         self.bus = make_bus(store, self.subscriptions)
         store.on_commit = self.bus.committed
         self.subscriptions.on(self.metrics.alert_committed)
+        if isinstance(store, PostgresAlertStore):
+            self.subscriptions.on(functools.partial(self._heard_in_cluster, store))
         self._pruner: asyncio.Task[None] | None = None
 
     @classmethod
@@ -84,10 +97,24 @@ class Services:
             await services.escalation.load()
         return services
 
+    def _heard_in_cluster(self, store: PostgresAlertStore, event: StoredEvent) -> None:
+        """Every committed event, from any node (this one's too, which changes nothing): the
+        store's cache drops an older copy of the alert, and the escalation policy schedules
+        an alert that another node raised or changed. Decoded once for both."""
+        body = orjson.loads(event.payload)
+        alert = body["alert"]
+        store.heard(event.alert_id, int(alert["version"]))
+        priority: Priority = alert["priority"]
+        occurred = parse_iso(body["occurredAt"])
+        self.escalation.heard(event.alert_id, alert["status"], priority, occurred)
+
     async def prune(self) -> dict[str, int]:
-        """Apply retention now; returns {hospital: highest pruned event position}."""
-        marks = await self.store.prune(self.clock() - self.config.retention_s)
+        """Apply retention now; returns {hospital: highest pruned event position}. Forgets
+        idempotency keys older than IDEMPOTENCY_TTL_S too, whatever the event retention."""
+        now = self.clock()
+        marks = await self.store.prune(now - self.config.retention_s)
         self.subscriptions.pruned(marks)
+        await self.store.prune_keys(now - IDEMPOTENCY_TTL_S)
         return marks
 
     async def _prune_forever(self) -> None:

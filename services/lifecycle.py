@@ -30,6 +30,11 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+def parse_iso(stamp: str) -> float:
+    """`iso`'s output -> unix seconds (to the millisecond it keeps)."""
+    return datetime.fromisoformat(stamp).timestamp()
+
+
 def conflict(alert: Alert, message: str) -> RpcError:
     return RpcError(
         ErrorCode.CONFLICT,

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rpc.errors import RpcError
-from services.store import AlertRecord, StagedChange, StoredEvent
+from services.store import AlertRecord, StagedChange, StoredEvent, VersionConflict
 
 
 @dataclass(slots=True)
@@ -29,6 +28,8 @@ class Batch:
     last_seq: dict[str, int]
     taken: dict[str, int] = field(default_factory=dict)
     records: dict[str, AlertRecord] = field(default_factory=dict)
+    keys: dict[tuple[str, str], str] = field(default_factory=dict)  # claimed -> alert id
+    read: set[str] = field(default_factory=set)  # every alert id an operation asked for
 
     def take(self, hospital_id: str) -> int:
         seq = self.taken.get(hospital_id, self.last_seq.get(hospital_id, 0)) + 1
@@ -37,7 +38,10 @@ class Batch:
 
     def keep(self, changes: list[Staged]) -> None:
         for staged in changes:
-            self.records[staged.change.record.alert.id] = staged.change.record
+            alert = staged.change.record.alert
+            self.records[alert.id] = staged.change.record
+            if staged.change.idempotency_key is not None:
+                self.keys[(alert.hospital_id, staged.change.idempotency_key)] = alert.id
 
     def drop(self, changes: list[Staged]) -> None:
         """A failed operation's changes go, and their positions are handed out again:
@@ -91,10 +95,24 @@ def number(
     return events, counters, event_columns
 
 
-def columns(staged: list[Staged], conflict: Callable[[], RpcError]) -> list[list[Any]]:
+def key_columns(staged: list[Staged]) -> list[list[Any]]:
+    """The idempotency keys the batch claims: hospital, key, alert id, time."""
+    result: list[list[Any]] = [[], [], [], []]
+    for item in staged:
+        change = item.change
+        if change.idempotency_key is None:
+            continue
+        alert = change.record.alert
+        row = (alert.hospital_id, change.idempotency_key, alert.id, change.occurred_ts)
+        for column, value in zip(result, row, strict=True):
+            column.append(value)
+    return result
+
+
+def columns(staged: list[Staged]) -> list[list[Any]]:
     """The alert columns: each alert once, in its last staged state, with the version it must
     have in the database now (0: it must not exist yet). Versions that do not follow one
-    another within the batch are a conflict, as on SQLite."""
+    another within the batch are a version conflict, as on SQLite."""
     latest: dict[str, tuple[AlertRecord, int]] = {}
     for item in staged:
         record = item.change.record
@@ -102,7 +120,7 @@ def columns(staged: list[Staged], conflict: Callable[[], RpcError]) -> list[list
         if prior is None:
             latest[record.alert.id] = (record, record.alert.version - 1)
         elif record.alert.version != prior[0].alert.version + 1:
-            raise conflict()
+            raise VersionConflict()
         else:
             latest[record.alert.id] = (record, prior[1])
     result: list[list[Any]] = [[] for _ in range(10)]

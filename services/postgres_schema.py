@@ -12,7 +12,8 @@ needs: event positions are per hospital. `event_counters` holds each hospital's 
 a commit moves it forward by exactly the number of events it inserts, under the row's lock, so
 a hospital's stream has no gap and no reuse whichever node writes (see `alertwire_commit`).
 Since migration 2 the same call announces each event it commits (NOTIFY, delivered with the
-commit; services/bus_postgres.py explains why there).
+commit; services/bus_postgres.py explains why there); since migration 3 it also claims the
+batch's createAlert idempotency keys.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ _COMMIT_FUNCTION = """
     a_created float8[], a_responded float8[], a_due float8[],
     a_version integer[], a_expected integer[], a_body text[],
     e_hospital text[], e_seq bigint[], e_alert text[], e_type text[], e_actor text[],
-    e_ts float8[], e_detail text[], e_payload bytea[]
+    e_ts float8[], e_detail text[], e_payload bytea[]{key_params}
 ) RETURNS TABLE (counter_hospital text, counter_seq bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     updated bigint;
-    inserted bigint;{declare}
+    inserted bigint;{key_declare}{declare}
 BEGIN
     -- A hospital's first events create its counter; a second first writer waits on the key.
     INSERT INTO event_counters (hospital_id, last_seq)
@@ -82,7 +83,7 @@ BEGIN
     GET DIAGNOSTICS inserted = ROW_COUNT;
     IF updated + inserted <> cardinality(a_id) THEN
         RAISE EXCEPTION 'an alert was changed by another writer' USING ERRCODE = 'AW409';
-    END IF;
+    END IF;{keys}
     -- Each hospital's events are exactly the positions c_from + 1 .. c_to (the primary key
     -- forbids repeats): the counter and the log cannot disagree.
     IF cardinality(e_seq) <> (SELECT COALESCE(SUM(t.s - t.f), 0)
@@ -125,18 +126,43 @@ NOTIFY_EVENTS = """
     END LOOP;"""
 
 
-def commit_function(announce: bool) -> str:
-    """`alertwire_commit` as migration 1 created it, or as migration 2 redefines it: the same
-    transaction, each event announced at its end."""
+# Since migration 3: the batch's idempotency keys (CONTRACT 7), claimed in the same
+# transaction as their alerts. A key another writer holds (and that has not expired) is not
+# taken over: nothing is written, and the caller runs its batch again, finding the key. A
+# writer claiming a key at the same moment waits on the primary key until the first commits.
+KEY_PARAMS = ",\n    k_hospital text[], k_key text[], k_alert text[], k_ts float8[]"
+KEY_DECLARE = "\n    claimed bigint;"
+# 86400: IDEMPOTENCY_TTL_S written out, since a migration must not change once applied
+# (tests/services/test_idempotency.py checks that they agree).
+CLAIM_KEYS = """
+    INSERT INTO idempotency_keys AS k (hospital_id, idempotency_key, alert_id, created_ts)
+        SELECT * FROM unnest(k_hospital, k_key, k_alert, k_ts)
+        ON CONFLICT (hospital_id, idempotency_key) DO UPDATE
+            SET alert_id = excluded.alert_id, created_ts = excluded.created_ts
+            WHERE k.created_ts < excluded.created_ts - 86400;
+    GET DIAGNOSTICS claimed = ROW_COUNT;
+    IF claimed <> cardinality(k_key) THEN
+        RAISE EXCEPTION 'an idempotency key was claimed by another writer' USING ERRCODE = 'AW409';
+    END IF;"""
+
+
+def commit_function(announce: bool, keys: bool = False) -> str:
+    """`alertwire_commit` as migration 1 created it, as migration 2 redefines it (the same
+    transaction, each event announced at its end), or as migration 3 does (announced, and
+    claiming the batch's idempotency keys)."""
+    text = _COMMIT_FUNCTION
+    for name, value in (
+        ("{key_params}", KEY_PARAMS if keys else ""),
+        ("{key_declare}", KEY_DECLARE if keys else ""),
+        ("{keys}", CLAIM_KEYS if keys else ""),
+    ):
+        text = text.replace(name, value)
     if not announce:
-        return (
-            _COMMIT_FUNCTION.replace("{create}", "CREATE")
-            .replace("{declare}", "")
-            .replace("{notify}", "")
-        )
+        return text.replace("{create}", "CREATE").replace("{declare}", "").replace("{notify}", "")
     declare = "\n    channel text := alertwire_channel();\n    message text;"
+    create = "CREATE" if keys else "CREATE OR REPLACE"
     return (
-        _COMMIT_FUNCTION.replace("{create}", "CREATE OR REPLACE")
+        text.replace("{create}", create)
         .replace("{declare}", declare)
         .replace("{notify}", NOTIFY_EVENTS)
     )
@@ -187,6 +213,21 @@ MIGRATIONS: list[str] = [
     + commit_function(announce=False),
     # 2: each commit announces its events (NOTIFY) on the schema's channel, atomically with it.
     CHANNEL_FUNCTION + commit_function(announce=True),
+    # 3: createAlert idempotency keys (CONTRACT 7), kept 24 h (postgres_retention.py), and a
+    # commit that claims them with the batch's alerts. It takes four more arguments, so it is
+    # a function beside the old one, which stays for nodes still running the previous
+    # version during a rolling upgrade (they write no keys).
+    """
+    CREATE TABLE idempotency_keys (
+        hospital_id text NOT NULL,
+        idempotency_key text NOT NULL,
+        alert_id text NOT NULL,
+        created_ts double precision NOT NULL,
+        PRIMARY KEY (hospital_id, idempotency_key)
+    );
+    CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_ts);
+    """
+    + commit_function(announce=True, keys=True),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,8 +16,7 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-from rpc.errors import ErrorCode, RpcError
-from services.store import StagedChange, StoredEvent
+from services.store import IDEMPOTENCY_TTL_S, StagedChange, StoredEvent, VersionConflict
 
 R = TypeVar("R")
 # Runs inside the batch's transaction on the database thread, in a savepoint of its own.
@@ -34,6 +33,19 @@ ON CONFLICT(id) DO UPDATE SET
     version = excluded.version, body = excluded.body
 WHERE alerts.version = excluded.version - 1
 """
+# A key claimed before is taken over only once it has expired (no longer found by a lookup);
+# otherwise nothing is written, the row count says so and the batch runs again.
+UPSERT_KEY = """
+INSERT INTO idempotency_keys (hospital_id, idempotency_key, alert_id, created_ts)
+VALUES (?, ?, ?, ?)
+ON CONFLICT(hospital_id, idempotency_key) DO UPDATE SET
+    alert_id = excluded.alert_id, created_ts = excluded.created_ts
+WHERE idempotency_keys.created_ts < ?
+"""
+SELECT_KEY = (
+    "SELECT alert_id FROM idempotency_keys "
+    "WHERE hospital_id = ? AND idempotency_key = ? AND created_ts >= ?"
+)
 INSERT_EVENT = """
 INSERT INTO events (seq, hospital_id, alert_id, type, actor_id, occurred_ts, detail, payload)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -68,6 +80,7 @@ class BatchWrite:
     first_seq: int
     alert_rows: list[tuple[Any, ...]] = field(default_factory=list)
     event_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    key_rows: list[tuple[Any, ...]] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
 
     def add(self, change: StagedChange, event: StoredEvent) -> None:
@@ -98,6 +111,16 @@ class BatchWrite:
                 event.payload,
             )
         )
+        if change.idempotency_key is not None:
+            now = change.occurred_ts
+            key = change.idempotency_key
+            expired = now - IDEMPOTENCY_TTL_S  # an older claim may be taken over
+            self.key_rows.append((alert.hospital_id, key, alert.id, now, expired))
+
+
+def key_owner(conn: sqlite3.Connection, hospital_id: str, key: str, since: float) -> str | None:
+    row = conn.execute(SELECT_KEY, (hospital_id, key, since)).fetchone()
+    return None if row is None else str(row[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +146,8 @@ def write_batch(conn: sqlite3.Connection, batch: BatchWrite) -> Committed | Renu
     """On the database thread: BEGIN IMMEDIATE, the position check, the batch's steps, every
     alert upsert with its version check and every event, COMMIT; all or nothing, but for a
     step that raises, which is rolled back alone and reported in `outcomes`. A version check
-    that fails raises CONFLICT; that and anything else raised roll back and propagate."""
+    (or key claim) that fails raises VersionConflict; that and anything else raised roll back
+    and propagate."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         newest = newest_seq(conn)
@@ -157,10 +181,10 @@ def _run_step(conn: sqlite3.Connection, step: Step) -> Outcome:
 
 def _write_rows(conn: sqlite3.Connection, batch: BatchWrite) -> None:
     # Each row is written only over the version its change started from: a second writer on
-    # the same file can never cause a lost update, the whole batch fails instead.
+    # the same file can never cause a lost update, the whole batch fails instead (and runs
+    # again on fresh reads).
     if conn.executemany(UPSERT_ALERT, batch.alert_rows).rowcount != len(batch.alert_rows):
-        raise RpcError(
-            ErrorCode.CONFLICT,
-            "The alert was changed by another writer at the same time; retry",
-        )
+        raise VersionConflict()
+    if conn.executemany(UPSERT_KEY, batch.key_rows).rowcount != len(batch.key_rows):
+        raise VersionConflict()
     conn.executemany(INSERT_EVENT, batch.event_rows)

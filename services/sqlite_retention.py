@@ -58,3 +58,11 @@ def prune_events(conn: sqlite3.Connection, before_ts: float) -> dict[str, int]:
             (hospital_id, through),
         )
     return marks
+
+
+def prune_keys(conn: sqlite3.Connection, before_ts: float) -> int:
+    """Inside the writer's transaction: forget createAlert idempotency keys stored before
+    `before_ts` (a lookup already ignores them; this keeps the table small)."""
+    return int(
+        conn.execute("DELETE FROM idempotency_keys WHERE created_ts < ?", (before_ts,)).rowcount
+    )

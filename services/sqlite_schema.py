@@ -49,6 +49,18 @@ MIGRATIONS: list[str] = [
         pruned_through INTEGER NOT NULL
     );
     """,
+    # 2: createAlert idempotency keys (CONTRACT 7), written in the alert's transaction; the
+    # primary key decides between two writers claiming one key.
+    """
+    CREATE TABLE idempotency_keys (
+        hospital_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        alert_id TEXT NOT NULL,
+        created_ts REAL NOT NULL,
+        PRIMARY KEY (hospital_id, idempotency_key)
+    );
+    CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,7 +9,18 @@ A store batches the operations waiting for it: they are staged one after another
 loop, then the whole batch goes to the database in one round trip (one transaction: the event
 position check, each alert's version check, every write, the commit), so that a batch waits
 for the database once, not once per statement. An operation that raises fails
-alone; a failed version check or write fails the whole batch, and nothing of it is published.
+alone; a failed write fails the whole batch, and nothing of it is published.
+
+A failed version check (another writer on the same database changed an alert the batch read,
+or took an idempotency key it claims) is not the callers' fault: the store forgets what it
+read of the batch's alerts and runs every operation of the batch again on fresh reads, up to
+CONFLICT_RETRIES times, so each caller gets the answer it would get with one writer (a domain
+CONFLICT from the lifecycle if the alert moved on, success if the change still applies).
+
+Idempotency keys (CONTRACT 7): a create may carry a key; the store writes (hospital, key) ->
+alert id in the same transaction as the alert, so a crash cannot leave one without the other,
+and the table's primary key decides between concurrent duplicates (the loser's batch runs
+again and finds the key).
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from rpc.errors import ErrorCode, RpcError
 from schemas.alerts import Alert, AlertEventType, AlertStatus, Priority
 
 T = TypeVar("T")
@@ -26,6 +38,11 @@ EVENT_ID_DIGITS = 16
 # Each hospital's newest events that retention never prunes (CONTRACT 4: "at least the last
 # 100 events of each hospital are always replayable").
 RETAINED_EVENTS = 100
+# How long a createAlert idempotency key is remembered (CONTRACT 7: "within 24 h").
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+# Times a batch runs again on fresh reads after a failed version check before its callers
+# get CONFLICT (each time means another writer changed one of its alerts meanwhile).
+CONFLICT_RETRIES = 5
 
 
 def format_event_id(seq: int) -> str:
@@ -64,6 +81,17 @@ class StoredEvent:
         object.__setattr__(self, "id", format_event_id(self.seq))
 
 
+class VersionConflict(RpcError):
+    """A version check failed at commit: an alert the batch read (or an idempotency key it
+    claimed) was changed by another writer. The store runs the batch again on fresh reads;
+    only when that keeps failing does a caller see it, as CONFLICT."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ErrorCode.CONFLICT, "The alert was changed by another writer at the same time; retry"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class StagedChange:
     record: AlertRecord
@@ -71,6 +99,8 @@ class StagedChange:
     actor_id: str
     occurred_ts: float
     detail: str | None  # note, reason or resolution: kept in the audit log
+    # A create's idempotency key, stored as (hospital, key) -> alert id with the alert.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +120,10 @@ class Transaction(Protocol):
         the store numbers the event again (`make_event` is called once more, so it depends on
         nothing else) and the event returned here is not the one committed: `on_commit`
         carries that one."""
+
+    async def created_by_key(self, hospital_id: str, key: str, since: float) -> str | None:
+        """The id of the alert a create with this idempotency key made at or after `since`
+        (this transaction's own staged creates included); None when there is none."""
 
 
 class AlertStore(Protocol):
@@ -133,5 +167,8 @@ class AlertStore(Protocol):
         """Remove events older than `before_ts`, never one of a hospital's newest
         RETAINED_EVENTS nor one newer than the oldest event of an alert that is not resolved.
         Returns {hospital: highest pruned seq}."""
+
+    async def prune_keys(self, before_ts: float) -> int:
+        """Forget idempotency keys stored before `before_ts`; returns how many."""
 
     async def healthy(self) -> bool: ...

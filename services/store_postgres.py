@@ -21,9 +21,18 @@ event encodings are redone: the operations do not run twice) and sent again. Num
 over the changes that remain, so an operation that fails within a batch leaves no hole either.
 
 Optimistic concurrency, as on SQLite: a change applies only if the alert's stored version is
-the one it started from. If not, the function raises, nothing of the batch is written or
-published, every caller in the batch gets CONFLICT, and the alerts it touched are read again
-next time.
+the one it started from. If not (another node changed an alert this node had cached), the
+function raises and nothing of the batch is written or published; the store drops what the
+batch read from its cache and runs every operation of the batch again on fresh reads, up to
+CONFLICT_RETRIES times (services/store.py), so that an unrelated create in the same batch
+succeeds and a change that still applies to the committed state is applied to it. The same
+goes for an idempotency key another node claimed first: the run again finds it.
+
+The cache is also kept fresh from the cluster's events (`heard`, services/alert_cache.py), so
+that a read, or a domain CONFLICT decided on a cached state, is seldom based on an alert
+another node has moved on. Limitation: until the event arrives (a few milliseconds), an
+operation that stages nothing (a read, an acknowledgement refused as someone else's) can
+still answer from the older copy; a change never can.
 
 Commit, then publish: `on_commit` gets the batch's events in order before any caller resumes.
 Durable: `synchronous_commit` is on for the store's connections (postgres_pool.py).
@@ -32,9 +41,11 @@ A connection lost during the commit call leaves its outcome unknown. The store t
 database whether the batch's last event is there with its payload: if so it committed; if not
 it is sent once more on a fresh connection; if the database cannot be reached the callers get
 SERVICE_UNAVAILABLE. Limitation: a batch whose commit completes on the server after that
-question was answered is refused by the version check when sent again (CONFLICT, though it
-committed), and a batch that committed just as the database went away is in the log but not
-published by this node; subscribers that resume by `lastEventId` read both from the log.
+question was answered is refused by the version check when sent again, and so runs again on
+fresh reads: a create with an idempotency key then finds its key, but an operation that is not
+idempotent (a create without a key, an escalation by hand) is applied a second time. A batch that
+committed just as the database went away is in the log but not published by this node;
+subscribers that resume by `lastEventId` read both from the log.
 """
 
 from __future__ import annotations
@@ -42,7 +53,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -52,12 +62,20 @@ import asyncpg
 from rpc.errors import ErrorCode, RpcError
 from schemas.alerts import Alert
 from services import faults
-from services.postgres_batch import Batch, Staged, columns, number
+from services.alert_cache import AlertCache
+from services.postgres_batch import Batch, Staged, columns, key_columns, number
 from services.postgres_pool import LOST, create_pool, lost, not_open, once, repeatable
 from services.postgres_reads import PostgresReads
 from services.postgres_retention import prune_events
 from services.postgres_schema import VERSION_CONFLICT, migrate
-from services.store import AlertRecord, StagedChange, StoredEvent, Transaction
+from services.store import (
+    CONFLICT_RETRIES,
+    AlertRecord,
+    StagedChange,
+    StoredEvent,
+    Transaction,
+    VersionConflict,
+)
 
 if TYPE_CHECKING:
     from services.postgres_pool import Connection
@@ -66,7 +84,6 @@ log = logging.getLogger("alertwire.store")
 
 T = TypeVar("T")
 MAX_BATCH = 256
-CACHE_SIZE = 20_000
 # Each renumbering means another node committed to one of the batch's hospitals meanwhile;
 # this many in a row means the stream is too busy to wait for.
 MAX_RENUMBER = 50
@@ -75,20 +92,18 @@ HEALTH_TIMEOUT_S = 2.0
 
 COMMIT_CALL = (
     "SELECT counter_hospital, counter_seq FROM alertwire_commit($1, $2, $3, $4, $5, $6, $7, "
-    "$8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+    "$8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
 )
 SELECT_ALERT = "SELECT body, created_ts, responded_ts, escalation_due FROM alerts WHERE id = $1"
+SELECT_KEY = (
+    "SELECT alert_id FROM idempotency_keys "
+    "WHERE hospital_id = $1 AND idempotency_key = $2 AND created_ts >= $3"
+)
 SELECT_PAYLOAD = "SELECT payload FROM events WHERE hospital_id = $1 AND seq = $2"
 
 
 def _record(row: Any) -> AlertRecord:
     return AlertRecord(Alert.model_validate_json(row[0]), row[1], row[2], row[3])
-
-
-def version_conflict() -> RpcError:
-    return RpcError(
-        ErrorCode.CONFLICT, "The alert was changed by another writer at the same time; retry"
-    )
 
 
 @dataclass
@@ -120,7 +135,19 @@ class _BatchTx:
         record = self._batch.records.get(alert_id)
         if record is not None:
             return record
+        self._batch.read.add(alert_id)
         return await self._store._load(alert_id)
+
+    async def created_by_key(self, hospital_id: str, key: str, since: float) -> str | None:
+        for staged in self._pending.changes:
+            change = staged.change
+            if change.idempotency_key == key and change.record.alert.hospital_id == hospital_id:
+                return change.record.alert.id
+        claimed = self._batch.keys.get((hospital_id, key))
+        if claimed is not None:
+            return claimed
+        row = await self._store._fetchrow(SELECT_KEY, hospital_id, key, since)
+        return None if row is None else str(row[0])
 
     def stage(self, change: StagedChange, make_event: Callable[[int], bytes]) -> StoredEvent:
         """The event's position is provisional: should another node write to the hospital
@@ -140,8 +167,9 @@ class PostgresAlertStore(PostgresReads):
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._last_seq: dict[str, int] = {}  # each hospital's last position, as last seen
-        self._cache: OrderedDict[str, AlertRecord] = OrderedDict()
+        self._cache = AlertCache()
         self.commits = 0  # write batches completed (each carries many operations)
+        self.reruns = 0  # batches run again on fresh reads after a failed version check
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -206,9 +234,33 @@ class PostgresAlertStore(PostgresReads):
                 raise
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
+        for attempt in range(CONFLICT_RETRIES + 1):
+            state, results = await self._stage_batch(batch)
+            staged = [s for p, _, err in results if err is None for s in p.changes]
+            try:
+                events = await self._commit(staged) if staged else []
+            except VersionConflict as exc:
+                self._forget(state)  # another node moved on: read again, run again
+                if attempt < CONFLICT_RETRIES:
+                    self.reruns += 1
+                    continue
+                self._fail(batch, exc)
+                return
+            except Exception as exc:
+                self._forget(state)  # what the batch read may be stale: read it again
+                self._fail(batch, exc)
+                return
+            self._finish(state, results, events)
+            return
+
+    async def _stage_batch(
+        self, batch: list[_Pending]
+    ) -> tuple[Batch, list[tuple[_Pending, Any, BaseException | None]]]:
+        """Each operation in turn, in the loop, from this node's last known positions."""
         state = Batch(self._last_seq)
         results: list[tuple[_Pending, Any, BaseException | None]] = []
         for pending in batch:
+            pending.changes.clear()  # a run again starts from nothing
             if pending.future.cancelled():
                 continue
             try:
@@ -219,16 +271,19 @@ class PostgresAlertStore(PostgresReads):
             else:
                 state.keep(pending.changes)
                 results.append((pending, value, None))
-        staged = [s for p, _, err in results if err is None for s in p.changes]
-        try:
-            events = await self._commit(staged) if staged else []
-        except Exception as exc:
-            self._fail(batch, staged, exc)
-            return
+        return state, results
+
+    def _finish(
+        self,
+        state: Batch,
+        results: list[tuple[_Pending, Any, BaseException | None]],
+        events: list[StoredEvent],
+    ) -> None:
+        """After the commit: remember, publish, then let the callers resume."""
         self.commits += 1
         faults.after_commit(events)
         for record in state.records.values():
-            self._remember(record)
+            self._cache.remember(record)
         if events:
             try:
                 self.on_commit(events)
@@ -242,9 +297,11 @@ class PostgresAlertStore(PostgresReads):
             else:
                 pending.future.set_result(value)
 
-    def _fail(self, batch: list[_Pending], staged: list[Staged], exc: Exception) -> None:
-        for item in staged:  # what the batch read may be stale (another node): read it again
-            self._cache.pop(item.change.record.alert.id, None)
+    def _forget(self, state: Batch) -> None:
+        for alert_id in state.read | state.records.keys():
+            self._cache.forget(alert_id)
+
+    def _fail(self, batch: list[_Pending], exc: Exception) -> None:
         if not isinstance(exc, RpcError):
             log.error("a write batch failed and was rolled back", exc_info=exc)
         for pending in batch:
@@ -253,10 +310,11 @@ class PostgresAlertStore(PostgresReads):
 
     async def _commit(self, staged: list[Staged]) -> list[StoredEvent]:
         """Commit the batch in one call; renumber and send again while other nodes win."""
-        alert_columns = columns(staged, version_conflict)
+        alert_columns = columns(staged)
+        claims = key_columns(staged)
         for _ in range(MAX_RENUMBER):
             events, spans, event_columns = number(staged, self._last_seq)
-            args = [*spans, *alert_columns, *event_columns]
+            args = [*spans, *alert_columns, *event_columns, *claims]
             current = await self._send(args, events[-1])
             if current is None:
                 self._last_seq.update(zip(spans[0], spans[2], strict=True))
@@ -283,7 +341,7 @@ class PostgresAlertStore(PostgresReads):
             return await once(self._pool, lambda conn: conn.fetch(COMMIT_CALL, *args))
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == VERSION_CONFLICT:
-                raise version_conflict() from exc
+                raise VersionConflict() from exc
             raise
 
     async def _landed(self, event: StoredEvent) -> bool:
@@ -296,15 +354,6 @@ class PostgresAlertStore(PostgresReads):
 
     # --- reads ----------------------------------------------------------------------------
 
-    def _remember(self, record: AlertRecord) -> None:
-        cached = self._cache.get(record.alert.id)
-        if cached is not None and cached.alert.version > record.alert.version:
-            return  # a read that began before a commit finished after it: keep the newer
-        self._cache[record.alert.id] = record
-        self._cache.move_to_end(record.alert.id)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
-
     async def _load(self, alert_id: str) -> AlertRecord | None:
         cached = self._cache.get(alert_id)
         if cached is not None:
@@ -313,11 +362,24 @@ class PostgresAlertStore(PostgresReads):
         if row is None:
             return None
         record = _record(row)
-        self._remember(record)
+        self._cache.remember(record)
         return record
 
     async def get(self, alert_id: str) -> AlertRecord | None:
         return await self._load(alert_id)
+
+    def heard(self, alert_id: str, version: int) -> None:
+        """An alert's committed version, from an event of any node (services/alert_cache.py)."""
+        self._cache.heard(alert_id, version)
+
+    async def prune_keys(self, before_ts: float) -> int:
+        status = await repeatable(
+            self._pool,
+            lambda conn: conn.execute(
+                "DELETE FROM idempotency_keys WHERE created_ts < $1", before_ts
+            ),
+        )
+        return int(status.split()[-1])  # "DELETE <count>"
 
     async def prune(self, before_ts: float) -> dict[str, int]:
         async def in_transaction(conn: Connection) -> dict[str, int]:

@@ -6,8 +6,8 @@ changes), then hands the whole batch to the writer connection's thread in one ca
 (services/sqlite_batch.py): BEGIN, the position check, the version checks, every insert and
 COMMIT there, so a batch costs one round trip through the loop, whatever it holds. Each
 alert row is upserted only if its stored version is the one the change started from, so a
-second writer on the same file can never cause a lost update: the batch fails and nothing
-of it is published.
+second writer on the same file can never cause a lost update: the transaction rolls back,
+nothing of it is published, and the batch runs again on fresh reads (services/store.py).
 
 A reader connection serves queries (WAL lets it read while the writer commits). With an
 in-memory database both roles share one connection.
@@ -20,7 +20,6 @@ import contextlib
 import functools
 import logging
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,25 +29,33 @@ import aiosqlite
 
 from rpc.errors import ErrorCode, RpcError
 from schemas.alerts import Alert
+from services.alert_cache import AlertCache
 from services.private_files import prepare_sqlite_files
 from services.sqlite_batch import (
     BatchWrite,
     Committed,
     Step,
+    key_owner,
     newest_seq,
     run_on_thread,
     write_batch,
 )
 from services.sqlite_reads import SqliteReads
-from services.sqlite_retention import prune_events
+from services.sqlite_retention import prune_events, prune_keys
 from services.sqlite_schema import migrate, use_wal
-from services.store import AlertRecord, StagedChange, StoredEvent, Transaction
+from services.store import (
+    CONFLICT_RETRIES,
+    AlertRecord,
+    StagedChange,
+    StoredEvent,
+    Transaction,
+    VersionConflict,
+)
 
 log = logging.getLogger("alertwire.store")
 
 T = TypeVar("T")
 MAX_BATCH = 256
-CACHE_SIZE = 20_000
 # Times a batch is numbered again because another writer on the file took its positions
 # first, before it gives up with CONFLICT.
 RENUMBER_ATTEMPTS = 3
@@ -120,6 +127,17 @@ class _BatchTx:
             return record
         return await self._store._load_for_write(alert_id)
 
+    async def created_by_key(self, hospital_id: str, key: str, since: float) -> str | None:
+        for staged in self._pending.changes:
+            change = staged.change
+            if change.idempotency_key == key and change.record.alert.hospital_id == hospital_id:
+                return change.record.alert.id
+        claimed = self._store._staged_keys.get((hospital_id, key))
+        if claimed is not None:
+            return claimed
+        find = functools.partial(key_owner, hospital_id=hospital_id, key=key, since=since)
+        return await run_on_thread(self._store._conn(), find)
+
     def stage(self, change: StagedChange, make_event: Callable[[int], bytes]) -> StoredEvent:
         seq = self._store._next_seq
         self._store._next_seq += 1
@@ -140,8 +158,10 @@ class SqliteAlertStore(SqliteReads):
         self._next_seq = 1
         self._batch_start = 1  # the position the batch being written numbers its events from
         self._staged: dict[str, AlertRecord] = {}
-        self._cache: OrderedDict[str, AlertRecord] = OrderedDict()
+        self._staged_keys: dict[tuple[str, str], str] = {}  # the batch's keys -> alert ids
+        self._cache = AlertCache()
         self.commits = 0  # write transactions committed (each carries a whole batch)
+        self.reruns = 0  # batches run again on fresh reads after a failed version check
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -216,6 +236,10 @@ class SqliteAlertStore(SqliteReads):
         )
         return marks
 
+    async def prune_keys(self, before_ts: float) -> int:
+        removed: int = await self._submit(_Pending(step=lambda conn: prune_keys(conn, before_ts)))
+        return removed
+
     async def _submit(self, pending: _Pending) -> Any:
         if self._writer is None:
             raise RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Storage is not open")
@@ -236,27 +260,42 @@ class SqliteAlertStore(SqliteReads):
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
         db = self._conn()
-        self._batch_start = self._next_seq
-        try:
-            await self._stage(batch)
-            staged = [s for p in batch if p.error is None for s in p.changes]
-            stepped = [p for p in batch if p.step is not None and not p.future.cancelled()]
-            steps = [p.step for p in stepped if p.step is not None]
-            committed = await self._commit(db, staged, steps)
-        except Exception as exc:
-            self._roll_back(batch, exc)
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                staged, stepped, committed = await self._attempt(db, batch)
+            except VersionConflict as exc:
+                if attempt == CONFLICT_RETRIES:
+                    self._roll_back(batch, exc)
+                    return
+                self._forget(batch)  # another writer moved on: run the batch again, fresh
+                self.reruns += 1
+                continue
+            except Exception as exc:
+                self._roll_back(batch, exc)
+                return
+            for pending, (value, error) in zip(stepped, committed.outcomes, strict=True):
+                pending.value, pending.error = value, error
+            self._publish(batch, staged)
             return
-        for pending, (value, error) in zip(stepped, committed.outcomes, strict=True):
-            pending.value, pending.error = value, error
-        self._publish(batch, staged)
+
+    async def _attempt(
+        self, db: aiosqlite.Connection, batch: list[_Pending]
+    ) -> tuple[list[_Staged], list[_Pending], Committed]:
+        self._batch_start = self._next_seq
+        await self._stage(batch)
+        staged = [s for p in batch if p.error is None for s in p.changes]
+        stepped = [p for p in batch if p.step is not None and not p.future.cancelled()]
+        steps = [p.step for p in stepped if p.step is not None]
+        return staged, stepped, await self._commit(db, staged, steps)
 
     def _publish(self, batch: list[_Pending], staged: list[_Staged]) -> None:
         """After the commit: subscribers hear of the batch's events, in order, and only then
         do its callers resume."""
         self.commits += 1
         for record in self._staged.values():
-            self._remember(record)
+            self._cache.remember(record)
         self._staged.clear()
+        self._staged_keys.clear()
         if staged:
             try:
                 self.on_commit([s.event for s in staged])
@@ -283,7 +322,11 @@ class SqliteAlertStore(SqliteReads):
                 pending.error = exc
             else:
                 for staged in pending.changes:
-                    self._staged[staged.change.record.alert.id] = staged.change.record
+                    record = staged.change.record
+                    self._staged[record.alert.id] = record
+                    if staged.change.idempotency_key is not None:
+                        key = (record.alert.hospital_id, staged.change.idempotency_key)
+                        self._staged_keys[key] = record.alert.id
 
     async def _commit(
         self, db: aiosqlite.Connection, staged: list[_Staged], steps: list[Step]
@@ -308,14 +351,22 @@ class SqliteAlertStore(SqliteReads):
             ErrorCode.CONFLICT, "Another writer kept the database busy at the same time; retry"
         )
 
+    def _forget(self, batch: list[_Pending]) -> None:
+        """Undo the batch's staging: its positions, its records, and what it read of the
+        alerts it touched (which may be stale: another writer)."""
+        self._next_seq = self._batch_start
+        self._staged.clear()
+        self._staged_keys.clear()
+        for pending in batch:
+            for staged in pending.changes:
+                self._cache.forget(staged.change.record.alert.id)
+            pending.changes.clear()
+            pending.value = pending.error = None
+
     def _roll_back(self, batch: list[_Pending], exc: Exception) -> None:
         """The batch's transaction was rolled back (or never began): nothing of it is
         published and every caller hears why."""
-        self._next_seq = self._batch_start
-        self._staged.clear()
-        for pending in batch:  # what it read may be stale (another writer): read it again
-            for staged in pending.changes:
-                self._cache.pop(staged.change.record.alert.id, None)
+        self._forget(batch)
         if not isinstance(exc, RpcError):
             log.error("a write batch failed and was rolled back", exc_info=exc)
         for pending in batch:
@@ -323,15 +374,6 @@ class SqliteAlertStore(SqliteReads):
                 pending.future.set_exception(exc)
 
     # --- reads ----------------------------------------------------------------------------
-
-    def _remember(self, record: AlertRecord) -> None:
-        cached = self._cache.get(record.alert.id)
-        if cached is not None and cached.alert.version > record.alert.version:
-            return  # a read that began before a commit finished after it: keep the newer
-        self._cache[record.alert.id] = record
-        self._cache.move_to_end(record.alert.id)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
 
     async def get(self, alert_id: str) -> AlertRecord | None:
         cached = self._cache.get(alert_id)
@@ -354,5 +396,5 @@ class SqliteAlertStore(SqliteReads):
         if row is None:
             return None
         record = _record(row)
-        self._remember(record)
+        self._cache.remember(record)
         return record

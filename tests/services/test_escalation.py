@@ -5,15 +5,18 @@ acknowledged and resolved alerts do not; the schedule survives a restart."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 import pytest
 
 from rpc.connections import ConnectionRegistry
+from rpc.errors import ErrorCode, RpcError
 from schemas.alerts import AlertEvent, Priority, UpdateAlertInput
 from services.alerts import AlertService
 from services.config import DomainConfig, parse_targets
 from services.container import Services
+from services.escalation import RETRY_S
 from services.store import StoredEvent
 from tests.services.conftest import FakeClock, alert_input, decode
 from tests.services.stores import Backend
@@ -197,3 +200,75 @@ async def test_an_alert_whose_caller_went_away_after_the_commit_still_escalates(
     clock.advance(CRITICAL)
     assert await services.escalation.run_due() == 1
     assert await level(services, committed.alert_id) == 1
+
+
+# --- in a cluster: alerts raised elsewhere, early entries, lost races --------------------------
+
+
+async def test_an_alert_heard_of_from_elsewhere_is_scheduled(
+    services: Services, clock: FakeClock
+) -> None:
+    """Raised through another writer (not watched by this policy): nothing is scheduled until
+    its event is heard, and then it escalates at its due time, not before."""
+    elsewhere = AlertService(services.store, dict(services.alerts.targets), clock)
+    alert = await elsewhere.create(alert_input(priority="critical"), "device-7")
+    clock.advance(CRITICAL)
+    assert await services.escalation.run_due() == 0  # not heard of yet
+    clock.advance(-CRITICAL)
+
+    services.escalation.heard(alert.id, "active", "critical", clock())
+    services.escalation.heard(alert.id, "acknowledged", "critical", clock())  # not due
+    assert services.escalation.pending == 1
+    clock.advance(CRITICAL - 1)
+    assert await services.escalation.run_due() == 0
+    clock.advance(1.01)
+    assert await services.escalation.run_due() == 1
+
+
+async def test_a_due_time_heard_twice_is_scheduled_once(
+    services: Services, clock: FakeClock
+) -> None:
+    alert_id = await raise_alert(services, "critical")  # scheduled as staged
+    assert services.escalation.pending == 1
+    services.escalation.heard(alert_id, "active", "critical", clock())  # its own event
+    assert services.escalation.pending == 1
+
+
+async def test_an_entry_that_wakes_early_is_put_back_at_the_committed_due(
+    services: Services, clock: FakeClock
+) -> None:
+    alert_id = await raise_alert(services, "critical")
+    services.escalation.schedule(alert_id, clock() + 1)  # an estimate from a skewed clock
+    clock.advance(1)
+    assert await services.escalation.run_due() == 0
+    assert services.escalation.pending == 1  # the right entry is still there (not duplicated)
+    clock.advance(CRITICAL - 1)
+    assert await services.escalation.run_due() == 1
+
+
+async def test_a_lost_race_is_retried_without_a_traceback(
+    services: Services,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    alert_id = await raise_alert(services, "critical")
+    real = AlertService.escalate_if_due
+    calls = 0
+
+    async def busy_once(self: AlertService, alert_id: str) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RpcError(ErrorCode.CONFLICT, "The alert stream is busy; retry")
+        return await real(self, alert_id)
+
+    monkeypatch.setattr(AlertService, "escalate_if_due", busy_once)
+    clock.advance(CRITICAL)
+    with caplog.at_level(logging.WARNING, logger="alertwire.escalation"):
+        assert await services.escalation.run_due() == 0
+    assert [r.exc_info for r in caplog.records] == [None]
+    assert "CONFLICT" in caplog.records[0].getMessage()
+    clock.advance(RETRY_S)
+    assert await services.escalation.run_due() == 1
+    assert await level(services, alert_id) == 1

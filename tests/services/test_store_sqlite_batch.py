@@ -126,7 +126,7 @@ async def test_an_alert_not_in_the_cache_costs_one_read_before_the_write(
 # --- conflicts and failures -------------------------------------------------------------------
 
 
-async def test_a_stale_alert_fails_its_whole_batch_and_nothing_is_published(
+async def test_a_stale_alert_makes_its_batch_run_again_and_nothing_stale_is_published(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     path = str(tmp_path / "shared.db")
@@ -137,22 +137,19 @@ async def test_a_stale_alert_fails_its_whole_batch_and_nothing_is_published(
         before = list(published(first).events)
         on_file = seqs_in_file(path)
 
-        results = await asyncio.gather(
+        escalated, created = await asyncio.gather(
             service.escalate(alert.id, "nurse-1", None),  # from the cached version 1
             service.create(alert_input(title="unrelated"), "device-8"),
-            return_exceptions=True,
         )
 
-        assert all(isinstance(r, RpcError) and r.code is ErrorCode.CONFLICT for r in results)
-        assert published(first).events == before
-        assert seqs_in_file(path) == on_file
-        assert query(path, "SELECT COUNT(*) FROM alerts") == [(1,)]
-
-        # The stale copy was dropped: the retry reads the alert again and goes through.
-        again = await service.escalate(alert.id, "nurse-1", None)
-        assert again.version == 3
+        assert first.reruns == 1  # refused once, then run on the committed version 2
+        assert (escalated.version, escalated.escalation_level) == (3, 2)
+        assert created.version == 1
+        new = published(first).events[len(before) :]
+        assert [decode(e).alert for e in new] == [escalated, created]
         assert_ids_match_positions(published(first).events)
-        assert seqs_in_file(path) == sorted({*on_file, published(first).events[-1].seq})
+        assert seqs_in_file(path) == sorted({*on_file, *(e.seq for e in new)})
+        assert query(path, "SELECT COUNT(*) FROM alerts") == [(2,)]
 
 
 async def test_a_failed_batch_publishes_nothing_and_the_next_one_goes_on(

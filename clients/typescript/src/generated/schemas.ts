@@ -124,6 +124,13 @@ export interface CreateAlertInput {
    * @default null
    */
   location?: string | null;
+  /**
+   * @minLength 1
+   * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  idempotencyKey?: string | null;
 }
 
 /** Hand an alert to the next tier: its escalation level rises and it is active again. */
