@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from rpc.connections import ConnectionRegistry
 from services.alerts import AlertService
@@ -17,7 +17,7 @@ from services.bus_postgres import PostgresEventBus
 from services.config import DomainConfig
 from services.escalation import EscalationPolicy
 from services.metrics import MetricsService
-from services.store import AlertStore
+from services.store import AlertStore, StoredEvent
 from services.store_postgres import PostgresAlertStore
 from services.store_sqlite import SqliteAlertStore
 from services.subscriptions import AlertSubscriptionService
@@ -60,6 +60,24 @@ class Services:
         store.on_commit = self.bus.committed
         self.subscriptions.on(self.metrics.alert_committed)
         self._pruner: asyncio.Task[None] | None = None
+
+    def observe(
+        self, commit_seconds: Callable[[float], None], delivered: Callable[[float], None]
+    ) -> None:
+        """Feed the latency histograms: `commit_seconds` hears each write batch's commit time,
+        `delivered` the commit time (time.perf_counter) of each event this node committed,
+        once it is on its way to every subscriber here."""
+        self.store.on_commit_seconds = commit_seconds
+        self.subscriptions.on_delivered = delivered
+        bus_committed = self.bus.committed
+
+        def committed(events: Sequence[StoredEvent]) -> None:
+            now = time.perf_counter()
+            for event in events:
+                event.stamp(now)
+            bus_committed(events)
+
+        self.store.on_commit = committed
 
     @classmethod
     async def open(

@@ -57,7 +57,7 @@ from services.postgres_pool import LOST, create_pool, lost, not_open, once, repe
 from services.postgres_reads import PostgresReads
 from services.postgres_retention import prune_events
 from services.postgres_schema import VERSION_CONFLICT, migrate
-from services.store import AlertRecord, StagedChange, StoredEvent, Transaction
+from services.store import AlertRecord, StagedChange, StoredEvent, Transaction, timed
 
 if TYPE_CHECKING:
     from services.postgres_pool import Connection
@@ -136,6 +136,7 @@ class PostgresAlertStore(PostgresReads):
     def __init__(self, url: str) -> None:
         self.url = url
         self.on_commit: Callable[[Sequence[StoredEvent]], None] = lambda events: None
+        self.on_commit_seconds: Callable[[float], None] | None = None
         self._pool: asyncpg.Pool | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -221,7 +222,7 @@ class PostgresAlertStore(PostgresReads):
                 results.append((pending, value, None))
         staged = [s for p, _, err in results if err is None for s in p.changes]
         try:
-            events = await self._commit(staged) if staged else []
+            events = await timed(self._commit(staged), self.on_commit_seconds) if staged else []
         except Exception as exc:
             self._fail(batch, staged, exc)
             return

@@ -42,7 +42,7 @@ from services.sqlite_batch import (
 from services.sqlite_reads import SqliteReads
 from services.sqlite_retention import prune_events
 from services.sqlite_schema import migrate, use_wal
-from services.store import AlertRecord, StagedChange, StoredEvent, Transaction
+from services.store import AlertRecord, StagedChange, StoredEvent, Transaction, timed
 
 log = logging.getLogger("alertwire.store")
 
@@ -133,6 +133,7 @@ class SqliteAlertStore(SqliteReads):
         self.path = path
         self.synchronous = synchronous
         self.on_commit: Callable[[Sequence[StoredEvent]], None] = lambda events: None
+        self.on_commit_seconds: Callable[[float], None] | None = None
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -242,7 +243,7 @@ class SqliteAlertStore(SqliteReads):
             staged = [s for p in batch if p.error is None for s in p.changes]
             stepped = [p for p in batch if p.step is not None and not p.future.cancelled()]
             steps = [p.step for p in stepped if p.step is not None]
-            committed = await self._commit(db, staged, steps)
+            committed = await timed(self._commit(db, staged, steps), self.on_commit_seconds)
         except Exception as exc:
             self._roll_back(batch, exc)
             return
