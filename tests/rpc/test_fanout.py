@@ -91,7 +91,7 @@ async def test_done_hears_each_event_once_after_its_whole_audience_and_never_for
     got: dict[int, list[str]] = {}
     done: list[tuple[str, int]] = []
     ticks = slow_clock()
-    f = SlicedFanout(
+    f: SlicedFanout[str, int] = SlicedFanout(
         lambda event: tuple(audience) if event != "nobody" else (),
         lambda sub, event: got.setdefault(sub, []).append(event),
         clock=lambda: next(ticks),
