@@ -38,6 +38,7 @@ DELIVERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 OUTCOMES = (OK, *(code.name for code in ErrorCode))
 
 TRANSPORTS = ("ws", "http", "sse")
+HEALTH_PARTS = ("storage", "bus")
 REFUSAL_REASONS = (
     "origin",
     "auth",
@@ -227,6 +228,12 @@ class Metrics:
         self.sse_stalls = r.counter(
             "alertwire_sse_stalls_total",
             "SSE streams closed because their writes did not drain in time.",
+        )
+        self.health = r.labelled_gauge(
+            "alertwire_health_ok",
+            "1 while a part /health reports is ok, 0 while it is down or degraded (read at "
+            "each scrape; a part this node does not have is absent).",
+            {"part": HEALTH_PARTS},
         )
         self.subscriptions = r.labelled_gauge(
             "alertwire_subscriptions_by_kind",
