@@ -119,3 +119,24 @@ async def test_storage_down_is_a_series(tmp_path: Path) -> None:
         assert (await scrape(http, running.base_url))[up] == 1
         await running.services.store.close()  # as a lost database looks to the health check
         assert (await scrape(http, running.base_url))[up] == 0
+
+
+async def test_with_latency_metrics_off_nothing_is_observed_per_call_commit_or_event(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_server(tmp_path, ALERTWIRE_LATENCY_METRICS="off") as running,
+        aiohttp.ClientSession() as http,
+    ):
+        device = await RpcClient.connect(http, running, token("device-1", "service", ["h1"]))
+        viewer = await RpcClient.connect(http, running, token("nurse-1", "nurse", ["h1"]))
+        sid = await viewer.subscribe("healthcare.subscribeToAlerts", {"hospitalId": "h1"})
+        await device.call("healthcare.createAlert", alert_input())
+        await viewer.next_event(sid)
+        found = await scrape(http, running.base_url)
+        for client in (device, viewer):
+            await client.close()
+    assert not [k for k in found if k[0].startswith("alertwire_rpc_")]
+    assert found[("alertwire_commit_duration_seconds_count", ())] == 0
+    assert found[("alertwire_event_delivery_seconds_count", ())] == 0
+    assert found[("alertwire_connections_open", (("transport", "ws"),))] == 2  # counters stay
