@@ -10,11 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from client_gen.collect import collect
+from client_gen.docs import render_reference
 from client_gen.render import render_all
 from rpc.router import Router
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "clients" / "typescript" / "src" / "generated"
+DOCS_OUT = ROOT / "docs"
+DOCS_FILE = "procedures.md"
 DEFAULT_ROUTER = "routers.app:app_router"
 DIFF_LINES = 40
 
@@ -29,6 +32,10 @@ def load_router(spec: str) -> Router:
 
 def generate(router: Router) -> dict[str, str]:
     return render_all(collect(router.procedures.values()))
+
+
+def generate_docs(router: Router) -> dict[str, str]:
+    return {DOCS_FILE: render_reference(router)}
 
 
 def write(out: Path, files: dict[str, str]) -> list[Path]:
@@ -69,16 +76,22 @@ def stale(out: Path, files: dict[str, str]) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m client_gen",
-        description="Generate TypeScript types, a tRPC AppRouter and a procedure table.",
+        description="Generate TypeScript types, a tRPC AppRouter and a procedure table; or, "
+        "with --docs, the procedure reference in docs/.",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument("--out", type=Path, default=None, help="output directory")
+    parser.add_argument(
+        "--docs", action="store_true", help=f"the Markdown procedure reference ({DOCS_FILE})"
+    )
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when the files in --out are stale"
     )
     parser.add_argument("--router", default=DEFAULT_ROUTER, help="module:attribute of the router")
     args = parser.parse_args(argv)
-    files = generate(load_router(args.router))
-    out: Path = args.out
+    router = load_router(args.router)
+    files = generate_docs(router) if args.docs else generate(router)
+    out: Path = args.out or (DOCS_OUT if args.docs else DEFAULT_OUT)
+    command = "python -m client_gen" + (" --docs" if args.docs else "")
     if args.check:
         problems = stale(out, files)
         if not problems:
@@ -87,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, detail in sorted(problems.items()):
             print(f"client_gen: {out / name} is stale:\n{detail}\n", file=sys.stderr)
         print(
-            "client_gen: the generated TypeScript no longer matches the router; "
-            "run `python -m client_gen` and commit the result.",
+            f"client_gen: the generated {'reference' if args.docs else 'TypeScript'} no longer "
+            f"matches the router; run `{command}` and commit the result.",
             file=sys.stderr,
         )
         return 1

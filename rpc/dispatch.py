@@ -7,6 +7,7 @@ params valid, allowed (role and hospital), then the procedure (CONTRACT 3c).
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 
 from rpc.context import Context
 from rpc.errors import ErrorCode, RpcError, method_not_found
+from rpc.metrics import CallMetrics
 from rpc.router import Kind, Procedure, Router
 
 
@@ -21,14 +23,18 @@ class Dispatcher:
     def __init__(self, router: Router, services: Any = None) -> None:
         self.router = router
         self.services = services
+        # Set by the transport's state to its server's metrics; None counts nothing.
+        self.calls: CallMetrics | None = None
 
     def lookup(self, path: Any, kind: Kind | None = None) -> Procedure:
         """The procedure at `path`; with `kind`, it must be of that kind (tRPC's methods)."""
         proc = self.router.get(path) if isinstance(path, str) else None
-        if proc is None:
-            raise method_not_found(str(path)[:200] if isinstance(path, str) else "")
-        if kind is not None and proc.kind is not kind:
-            raise method_not_found(path, kind.value)
+        if proc is None or (kind is not None and proc.kind is not kind):
+            if self.calls is not None:  # the path is a label only if the router declares it
+                self.calls.not_found(path if isinstance(path, str) else "")
+            if proc is None:
+                raise method_not_found(str(path)[:200] if isinstance(path, str) else "")
+            raise method_not_found(path, kind.value if kind is not None else None)
         return proc
 
     @staticmethod
@@ -53,6 +59,23 @@ class Dispatcher:
         if ctx.principal is not None:
             proc.check_scopes(ctx, params)
         return params
+
+    async def run(self, ctx: Context, proc: Procedure, raw_input: Any) -> bytes:
+        """`prepare`, then `call`: every query and mutation of every dialect and transport
+        comes through here, so this is where it is timed and counted (by declared path and
+        outcome, "ok" or the error's name)."""
+        calls = self.calls
+        if calls is None:
+            return await self.call(ctx, proc, self.prepare(ctx, proc, raw_input))
+        start = time.perf_counter()
+        try:
+            result = await self.call(ctx, proc, self.prepare(ctx, proc, raw_input))
+        except Exception as exc:
+            outcome = exc.code.name if isinstance(exc, RpcError) else "INTERNAL_SERVER_ERROR"
+            calls.observe(proc.path, outcome, time.perf_counter() - start)
+            raise
+        calls.observe(proc.path, "ok", time.perf_counter() - start)
+        return result
 
     async def call(self, ctx: Context, proc: Procedure, params: BaseModel | None) -> bytes:
         """Run a query or mutation; returns the encoded output."""

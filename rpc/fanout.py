@@ -27,9 +27,19 @@ _CLOCK_EVERY = 32  # deliveries between two looks at the clock
 
 
 class SlicedFanout(Generic[E, S]):
-    """`publish(event)` delivers `deliver(subscriber, event)` to each of `audience(event)`."""
+    """`publish(event)` delivers `deliver(subscriber, event)` to each of `audience(event)`;
+    then `done(event)`, when given, once the event has reached an audience of one or more."""
 
-    __slots__ = ("_audience", "_busy", "_clock", "_cursor", "_deliver", "_queue", "slice_s")
+    __slots__ = (
+        "_audience",
+        "_busy",
+        "_clock",
+        "_cursor",
+        "_deliver",
+        "_done",
+        "_queue",
+        "slice_s",
+    )
 
     def __init__(
         self,
@@ -37,9 +47,11 @@ class SlicedFanout(Generic[E, S]):
         deliver: Callable[[S, E], None],
         clock: Callable[[], float] = time.perf_counter,
         slice_s: float = SLICE_S,
+        done: Callable[[E], None] | None = None,
     ) -> None:
         self._audience = audience
         self._deliver = deliver
+        self._done = done
         self._clock = clock
         self.slice_s = slice_s
         self._queue: deque[E] = deque()
@@ -76,6 +88,8 @@ class SlicedFanout(Generic[E, S]):
                     return
             self._cursor = None
             queue.popleft()
+            if self._done is not None and audience:
+                self._done(event)
             if queue and self._late(deadline):
                 asyncio.get_running_loop().call_soon(self._run)
                 return

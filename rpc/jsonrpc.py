@@ -248,8 +248,7 @@ async def _dispatch(
         )
         return None, sub
     ctx = session.context(request_id)
-    checked = dispatcher.prepare(ctx, proc, _named_params(params, proc))
-    return await dispatcher.call(ctx, proc, checked), None
+    return await dispatcher.run(ctx, proc, _named_params(params, proc)), None
 
 
 def _authenticate(session: Session, params: Any) -> bytes:

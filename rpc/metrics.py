@@ -1,124 +1,44 @@
-"""Counters and gauges for operators, rendered in the Prometheus text exposition format.
+"""The server's metrics for operators: prometheus_client objects behind bounded labels.
 
-Dependency-free and deliberately small. Every metric has at most one label, and that label's
-values are declared up front: a value outside the set is counted as "other", so a hostile client
-can never grow the series count. Everything is counted once per event (a refusal, a close), never
-per subscriber on the fan-out path.
+Every label's values are declared up front (reasons, transports, procedure paths, error
+names): a value outside its set is counted as "other", so no client can grow the series count,
+whatever path, reason or header it sends. Each server has its own CollectorRegistry (tests run
+many servers in one process). Things are counted once per event (a call, a commit, a refusal,
+an alert event delivered on this node), never per subscriber on the fan-out path.
 
-The transport exposes `Metrics.render()` as `GET /metrics`; the protocol core bumps the counters
-through the `Metrics` instance its transport hands to each `Session`.
+The transport serves `Metrics.render()` as `GET /metrics`; the protocol core bumps the
+counters through the `Metrics` instance its transport hands to each `Session`; the dispatcher
+times calls through `CallMetrics`; server.main wires the commit and delivery histograms.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from typing import Any
 
-OTHER = "other"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client import GCCollector, Info, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from rpc.errors import ErrorCode
+from rpc.metrics_registry import OTHER, Counter, Gauge, Histogram, Registry
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+__all__ = ["CONTENT_TYPE", "OTHER", "CallMetrics", "Counter", "Gauge", "Histogram", "Metrics"]
+__all__ += ["Registry"]
 
+OK = "ok"
+# What generate_latest writes (with its default escaping) is the 0.0.4 text format.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-class _Metric:
-    kind = ""
-
-    def __init__(self, name: str, help: str, label: str | None, values: Iterable[str]) -> None:
-        self.name = name
-        self.help = help
-        self.label = label
-        allowed = tuple(values)
-        if label is None and allowed:
-            raise ValueError(f"{name}: label values without a label name")
-        if label is not None and not allowed:
-            raise ValueError(f"{name}: a label needs its set of values")
-        self._allowed = frozenset(allowed)
-        keys = (*allowed, OTHER) if label is not None else ("",)
-        self._values: dict[str, float] = dict.fromkeys(keys, 0.0)
-
-    def _key(self, value: str | None) -> str:
-        if self.label is None:
-            return ""
-        return value if value in self._allowed else OTHER
-
-    def get(self, value: str | None = None) -> float:
-        return self._values[self._key(value)]
-
-    def total(self) -> float:
-        return sum(self._values.values())
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
-        for key, value in self._values.items():
-            if self.label is None:
-                lines.append(f"{self.name} {_number(value)}")
-            elif key != OTHER or value:  # "other" appears only once something landed there
-                lines.append(f'{self.name}{{{self.label}="{_escape_label(key)}"}} {_number(value)}')
-        return lines
-
-
-class Counter(_Metric):
-    kind = "counter"
-
-    def inc(self, value: str | None = None, amount: float = 1.0) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
-        self._values[self._key(value)] += amount
-
-
-class Gauge(_Metric):
-    kind = "gauge"
-
-    def inc(self, value: str | None = None, amount: float = 1.0) -> None:
-        self._values[self._key(value)] += amount
-
-    def dec(self, value: str | None = None, amount: float = 1.0) -> None:
-        self._values[self._key(value)] -= amount
-
-    def set(self, amount: float, value: str | None = None) -> None:
-        self._values[self._key(value)] = amount
-
-
-class Registry:
-    def __init__(self) -> None:
-        self._metrics: dict[str, _Metric] = {}
-
-    def _add(self, metric: _Metric) -> None:
-        if metric.name in self._metrics:
-            raise ValueError(f"duplicate metric: {metric.name}")
-        self._metrics[metric.name] = metric
-
-    def counter(
-        self, name: str, help: str, label: str | None = None, values: Iterable[str] = ()
-    ) -> Counter:
-        metric = Counter(name, help, label, values)
-        self._add(metric)
-        return metric
-
-    def gauge(
-        self, name: str, help: str, label: str | None = None, values: Iterable[str] = ()
-    ) -> Gauge:
-        metric = Gauge(name, help, label, values)
-        self._add(metric)
-        return metric
-
-    def render(self) -> str:
-        lines: list[str] = []
-        for metric in self._metrics.values():
-            lines.extend(metric.render())
-        return "\n".join(lines) + "\n"
-
+# Seconds. Calls and commits take from tens of microseconds (a read served from memory) to
+# seconds (a database that stalls); delivery from a millisecond to a slow-consumer's seconds.
+CALL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+DELIVERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+OUTCOMES = (OK, *(code.name for code in ErrorCode))
 
 TRANSPORTS = ("ws", "http", "sse")
+HEALTH_PARTS = ("storage", "bus")
 REFUSAL_REASONS = (
     "origin",
     "auth",
@@ -167,11 +87,57 @@ CLIENT_ERROR_KINDS = (
 )
 
 
-class Metrics:
-    """The server's metrics. One instance per server (it lives in the transport's state)."""
+class CallMetrics:
+    """Per-procedure call counts and durations, labelled by declared path and outcome ("ok" or
+    the error's name). Paths are declared from the router (`declare`); anything else a client
+    names is "other"."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Registry) -> None:
+        labels = {"procedure": (), "outcome": OUTCOMES}
+        self.calls = registry.labelled_counter(
+            "alertwire_rpc_calls_total",
+            "Queries and mutations by procedure and outcome, and calls of procedures that do not "
+            'exist (procedure="other").',
+            labels,
+        )
+        self.duration = registry.histogram(
+            "alertwire_rpc_duration_seconds",
+            "Time from a query or mutation's checks to its encoded result, by procedure and "
+            "outcome.",
+            CALL_BUCKETS,
+            labels,
+        )
+        # One pair of children per (path, outcome): a call costs two dict hits and two observes.
+        self._series: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def declare(self, paths: Iterable[str]) -> None:
+        paths = tuple(paths)
+        self.calls.declare("procedure", paths)
+        self.duration.declare("procedure", paths)
+
+    def observe(self, path: str, outcome: str, seconds: float) -> None:
+        series = self._series.get((path, outcome))
+        if series is None:
+            series = self.calls.child(path, outcome), self.duration.child(path, outcome)
+            if len(self._series) < 4096:  # only declared values reach here after "other"
+                self._series[(path, outcome)] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def not_found(self, path: str) -> None:
+        """A call of a path that is not a procedure (or not of the kind asked for)."""
+        self.calls.child(path, ErrorCode.NOT_FOUND.name).inc()
+
+
+class Metrics:
+    """The server's metrics. One instance per server (it lives in the transport's state).
+
+    `latency` False leaves out what is observed per call, per commit and per event (the
+    procedure, commit and delivery histograms): for measuring what observing costs."""
+
+    def __init__(self, node: str | None = None, latency: bool = True) -> None:
         r = self.registry = Registry()
+        self.latency = latency
         self.connections_open = r.gauge(
             "alertwire_connections_open",
             "Open WebSocket connections and SSE streams.",
@@ -263,6 +229,46 @@ class Metrics:
             "alertwire_sse_stalls_total",
             "SSE streams closed because their writes did not drain in time.",
         )
+        self.health = r.labelled_gauge(
+            "alertwire_health_ok",
+            "1 while a part /health reports is ok, 0 while it is down or degraded (read at "
+            "each scrape; a part this node does not have is absent).",
+            {"part": HEALTH_PARTS},
+        )
+        self.subscriptions = r.labelled_gauge(
+            "alertwire_subscriptions_by_kind",
+            "Live subscriptions by transport and kind (the subscription procedure's path).",
+            {"transport": ("ws", "sse"), "kind": ()},
+        )
+        self.calls = CallMetrics(r)
+        self.commit_seconds = r.histogram(
+            "alertwire_commit_duration_seconds",
+            "Time to commit one write batch (all the operations waiting for the store).",
+            COMMIT_BUCKETS,
+        )
+        self.delivery_seconds = r.histogram(
+            "alertwire_event_delivery_seconds",
+            "From an alert event's commit to its frames written to every WebSocket subscribed "
+            "on this node, once per event committed on this node that had subscribers here.",
+            DELIVERY_BUCKETS,
+        )
+        if node is not None:
+            Info("alertwire_node", "This node's NODE_ID.", registry=r.collectors).info(
+                {"node": node}
+            )
+        # Runtime: process (CPU, memory, file descriptors), Python version, garbage collector.
+        ProcessCollector(registry=r.collectors)
+        PlatformCollector(registry=r.collectors)
+        GCCollector(registry=r.collectors)
+
+    def declare_procedures(self, calls: Iterable[str], subscriptions: Iterable[str]) -> None:
+        """The router's paths become label values; nothing else ever does."""
+        self.calls.declare(calls)
+        self.subscriptions.declare("kind", subscriptions)
+
+    def delivered(self, committed_at: float) -> None:
+        """An event committed at `committed_at` (time.perf_counter) is on every socket."""
+        self.delivery_seconds.observe(time.perf_counter() - committed_at)
 
     def render(self) -> str:
         return self.registry.render()

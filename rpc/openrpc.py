@@ -71,15 +71,19 @@ def build_document(router: Router) -> dict[str, Any]:
             }
         else:
             result = _schema(proc.output_type, components, "serialization")
-        methods.append(
-            _method(
-                proc.path,
-                proc.description,
-                _params(proc.input_model, components),
-                result,
-                proc.kind.value,
-            )
+        method = _method(
+            proc.path,
+            proc.description,
+            _params(proc.input_model, components),
+            result,
+            proc.kind.value,
         )
+        # Who may call it: public (no token), or the roles allowed (absent: every role).
+        if proc.public:
+            method["x-public"] = True
+        elif proc.roles is not None:
+            method["x-roles"] = sorted(proc.roles)
+        methods.append(method)
     methods.append(
         _method(
             "auth.authenticate",

@@ -34,6 +34,7 @@ class Envelope(Protocol):
 
 class Subscription:
     __slots__ = (
+        "_by_kind",
         "_frame",
         "_send",
         "_task",
@@ -66,7 +67,10 @@ class Subscription:
         # Looked up once: event() runs per subscriber.
         self._send: Callable[[bytes], None] = session.transport.send
         self._frame: Callable[[str | None, bytes], bytes] = envelope.event
-        session.metrics.subscriptions_open.inc()  # and dec once, in _release
+        # Both gauges go up here and down once, in _release.
+        self._by_kind = session.metrics.subscriptions.child(session.transport_name, proc.path)
+        self._by_kind.inc()
+        session.metrics.subscriptions_open.inc()
 
     async def run(self) -> None:
         """Start delivery; call after the subscription was announced."""
@@ -111,6 +115,7 @@ class Subscription:
     def _release(self) -> None:
         """Called exactly once (finish and cancel set `done` first)."""
         self.session.metrics.subscriptions_open.dec()
+        self._by_kind.dec()
         if isinstance(self.source, PushStream):
             self.source.close()
         task = self._task

@@ -149,9 +149,7 @@ async def handle(session: Session, message: dict[str, Any]) -> None:
             return
         dispatcher = session.dispatcher
         proc = dispatcher.lookup(path, Kind(method))
-        ctx = session.context(request_id)
-        checked = dispatcher.prepare(ctx, proc, raw_input)
-        result = await dispatcher.call(ctx, proc, checked)
+        result = await dispatcher.run(session.context(request_id), proc, raw_input)
     except Exception as exc:
         session.reply(envelope.error(to_rpc_error(exc)))
         return

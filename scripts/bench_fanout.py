@@ -10,6 +10,8 @@
     python scripts/bench_fanout.py --rate 50 --events 1500 --loop uvloop --pin --rounds 3
                                                          # Alertwire and the bare peer
                                                          #   interleaved: median p50/p99 ratios
+    python scripts/bench_fanout.py --metrics-rounds 5    # Alertwire with its latency metrics on
+                                                         #   and off, interleaved: what they cost
 
 The server is started on a free port with a fresh database (or --url for a running one, with
 its JWT_SECRET in the environment). Subscribers are spread over --workers load-generator
@@ -79,6 +81,13 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         default=0,
         help="N rounds of Alertwire and the bare peer, interleaved; the median of the "
         "per-round latency ratios (from each alert's scheduled send)",
+    )
+    p.add_argument(
+        "--metrics-rounds",
+        type=int,
+        default=0,
+        help="N rounds of Alertwire with latency metrics on and off (ALERTWIRE_LATENCY_METRICS), "
+        "interleaved; the median of the per-round on/off ratios",
     )
     p.add_argument(
         "--database-url",
@@ -194,11 +203,57 @@ def interleaved(opts: Options, count: int) -> tuple[list[dict[str, Any]], dict[s
     return results, {"rounds": rounds, "median_ratio": medians}
 
 
+METRIC_FIGURES = ("delivered_per_s", "alerts_per_s", "p50_ms", "p99_ms")
+
+
+def figures(result: dict[str, Any]) -> dict[str, float | None]:
+    latency = result["latency_commit"] or {}
+    found = {key: result.get(key) for key in METRIC_FIGURES[:2]}
+    return {**found, **{key: latency.get(key) for key in METRIC_FIGURES[2:]}}
+
+
+def metrics_interleaved(opts: Options, count: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Alertwire with its latency metrics on and off, alternating which goes first; the median
+    of the per-round on/off ratios of throughput and latency."""
+    results: list[dict[str, Any]] = []
+    rounds: list[dict[str, Any]] = []
+    for index in range(count):
+        order = ["on", "off"] if index % 2 == 0 else ["off", "on"]
+        pair: dict[str, dict[str, float | None]] = {}
+        for setting in order:
+            env = {**opts.server_env, "ALERTWIRE_LATENCY_METRICS": setting}
+            result = run_round(replace(opts, target="alertwire", server_env=env, profile=None))
+            result.update(round=index + 1, latency_metrics=setting)
+            results.append(result)
+            pair[setting] = figures(result)
+            print(f"round {index + 1}, metrics {setting}: {summary(result)}", flush=True)
+        on, off = pair["on"], pair["off"]
+        ratio = {
+            key: round(on_value / off_value, 3)
+            for key in METRIC_FIGURES
+            if (on_value := on.get(key)) and (off_value := off.get(key))
+        }
+        rounds.append({"round": index + 1, "on": on, "off": off, "ratio": ratio})
+        print(f"round {index + 1}: metrics on/off {ratio}", flush=True)
+    medians = {
+        key: statistics.median(r["ratio"][key] for r in rounds if key in r["ratio"])
+        for key in METRIC_FIGURES
+        if any(key in r["ratio"] for r in rounds)
+    }
+    print(f"median of {count} rounds, metrics on/off: {medians}", flush=True)
+    return results, {"rounds": rounds, "median_ratio_on_over_off": medians}
+
+
 def main(argv: list[str] | None = None) -> int:
     opts, args = parse(argv)
     raise_file_limit(opts.subscribers + 1024)
-    if args.rounds:
-        results, comparison = interleaved(opts, args.rounds)
+    if args.rounds or args.metrics_rounds:
+        if args.metrics_rounds:
+            results, comparison = metrics_interleaved(opts, args.metrics_rounds)
+            suffix = f"-metrics{args.metrics_rounds}"
+        else:
+            results, comparison = interleaved(opts, args.rounds)
+            suffix = f"-rounds{args.rounds}"
         paired: dict[str, Any] = {
             "command": " ".join(["python", "scripts/bench_fanout.py", *(argv or sys.argv[1:])]),
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -207,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             **comparison,
         }
         if not args.no_save:
-            name = args.name or default_name(opts, False) + f"-rounds{args.rounds}"
+            name = args.name or default_name(opts, False) + suffix
             print(f"results: {save(name, paired).relative_to(ROOT)}")
         return 0 if all(r["lost"] == 0 and r["duplicated"] == 0 for r in results) else 1
     rounds = [opts]

@@ -34,6 +34,9 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     domain: DomainConfig = field(default_factory=DomainConfig)
     metrics_token: str | None = None  # when set, GET /metrics wants it as a Bearer token
+    # ALERTWIRE_LATENCY_METRICS=off: no per-call, per-commit or per-event histograms (to
+    # measure what observing costs); every counter and gauge stays.
+    latency_metrics: bool = True
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
@@ -161,6 +164,9 @@ def load(env: Mapping[str, str] | None = None) -> ServerConfig:
         raise ConfigError(str(exc)) from None
     cluster = _cluster(env, domain)
     metrics_token = env.get("METRICS_TOKEN") or None
+    latency = env.get("ALERTWIRE_LATENCY_METRICS", "on").strip().lower()
+    if latency not in ("on", "off"):
+        raise ConfigError("ALERTWIRE_LATENCY_METRICS must be on or off")
     if metrics_token is not None and len(metrics_token) < 16:
         raise ConfigError("METRICS_TOKEN must be at least 16 characters")
     return ServerConfig(
@@ -175,6 +181,7 @@ def load(env: Mapping[str, str] | None = None) -> ServerConfig:
         limits=limits,
         domain=domain,
         metrics_token=metrics_token,
+        latency_metrics=latency == "on",
         cluster=cluster,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from rpc.cluster import ClusterState
 from rpc.cluster_memory import InMemoryClusterState
 from rpc.connections import ConnectionRegistry
 from rpc.dispatch import Dispatcher
+from rpc.metrics import Metrics
 from rpc.transport_aiohttp import HEALTH_KEY, ServerState, create_app, shutdown
+from rpc.transport_aiohttp.flush import when_flushed
 from rpc.transport_aiohttp.guard import GuardedSite
 from server import logs
 from server.config import ServerConfig
@@ -55,6 +58,18 @@ def make_cluster(config: ClusterConfig) -> ClusterState:
     return RedisClusterState(config.redis_url, config.node_id, config.name)
 
 
+def observe_latency(services: Services, metrics: Metrics) -> None:
+    """Commit duration from the store; an event's delivery delay once its fan-out on this node
+    is done and the WebSocket writes it caused are made (once per event, not per subscriber)."""
+    if not metrics.latency:
+        return
+
+    def delivered(committed_at: float) -> None:
+        when_flushed(functools.partial(metrics.delivered, committed_at))
+
+    services.observe(metrics.commit_seconds.observe, delivered)
+
+
 async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Services]:
     cluster = make_cluster(config.cluster)
     registry = ConnectionRegistry(cluster)
@@ -66,8 +81,10 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Ser
         limits=fit_to_file_limit(config.limits),
         registry=registry,
         origins=config.origins,
+        metrics=Metrics(node=config.cluster.node_id, latency=config.latency_metrics),
         metrics_token=config.metrics_token,
     )
+    observe_latency(services, state.metrics)
     app = create_app(state, site_dir=DASHBOARD_DIR)
     app[HEALTH_KEY].append(services.health)
     app[HEALTH_KEY].append(cluster.health)  # "node", and "bus" with REDIS_URL

@@ -9,7 +9,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import orjson
 
@@ -73,6 +73,24 @@ class Services:
         if isinstance(store, PostgresAlertStore):
             self.subscriptions.on(functools.partial(self._heard_in_cluster, store))
         self._pruner: asyncio.Task[None] | None = None
+
+    def observe(
+        self, commit_seconds: Callable[[float], None], delivered: Callable[[float], None]
+    ) -> None:
+        """Feed the latency histograms: `commit_seconds` hears each write batch's commit time,
+        `delivered` the commit time (time.perf_counter) of each event this node committed,
+        once it is on its way to every subscriber here."""
+        self.store.on_commit_seconds = commit_seconds
+        self.subscriptions.on_delivered = delivered
+        bus_committed = self.bus.committed
+
+        def committed(events: Sequence[StoredEvent]) -> None:
+            now = time.perf_counter()
+            for event in events:
+                event.stamp(now)
+            bus_committed(events)
+
+        self.store.on_commit = committed
 
     @classmethod
     async def open(

@@ -25,6 +25,7 @@ again and finds the key).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -76,9 +77,27 @@ class StoredEvent:
     alert_id: str
     payload: bytes
     id: str = field(init=False)  # the wire id, formatted once and shared by every subscriber
+    # time.perf_counter() when this node committed it (`stamp`); 0.0 when another node did.
+    committed_at: float = field(default=0.0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", format_event_id(self.seq))
+
+    def stamp(self, committed_at: float) -> None:
+        """Record the commit time, once, as the committing node hands its events on (the
+        delivery-delay histogram counts from it)."""
+        object.__setattr__(self, "committed_at", committed_at)
+
+
+async def timed(work: Awaitable[T], observe: Callable[[float], None] | None) -> T:
+    """`work`'s result; `observe`, when set, hears how long it took (seconds) if it succeeded.
+    The stores time their batch commits with it."""
+    if observe is None:
+        return await work
+    start = time.perf_counter()
+    result = await work
+    observe(time.perf_counter() - start)
+    return result
 
 
 class VersionConflict(RpcError):
@@ -128,6 +147,8 @@ class Transaction(Protocol):
 
 class AlertStore(Protocol):
     on_commit: Callable[[Sequence[StoredEvent]], None]
+    # Hears each write batch's commit time in seconds (`timed`); None when nobody listens.
+    on_commit_seconds: Callable[[float], None] | None
     commits: int  # write transactions committed so far (each may carry many operations)
 
     async def open(self) -> None: ...

@@ -75,6 +75,7 @@ from services.store import (
     StoredEvent,
     Transaction,
     VersionConflict,
+    timed,
 )
 
 if TYPE_CHECKING:
@@ -169,6 +170,8 @@ class PostgresAlertStore(PostgresReads):
         self._last_seq: dict[str, int] = {}  # each hospital's last position, as last seen
         self._cache = AlertCache()
         self.commits = 0  # write batches completed (each carries many operations)
+        # Told how long each batch took to commit (the commit-duration histogram), if set.
+        self.on_commit_seconds: Callable[[float], None] | None = None
         self.reruns = 0  # batches run again on fresh reads after a failed version check
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -238,7 +241,7 @@ class PostgresAlertStore(PostgresReads):
             state, results = await self._stage_batch(batch)
             staged = [s for p, _, err in results if err is None for s in p.changes]
             try:
-                events = await self._commit(staged) if staged else []
+                events = await timed(self._commit(staged), self.on_commit_seconds) if staged else []
             except VersionConflict as exc:
                 self._forget(state)  # another node moved on: read again, run again
                 if attempt < CONFLICT_RETRIES:

@@ -50,6 +50,7 @@ from services.store import (
     StoredEvent,
     Transaction,
     VersionConflict,
+    timed,
 )
 
 log = logging.getLogger("alertwire.store")
@@ -161,6 +162,8 @@ class SqliteAlertStore(SqliteReads):
         self._staged_keys: dict[tuple[str, str], str] = {}  # the batch's keys -> alert ids
         self._cache = AlertCache()
         self.commits = 0  # write transactions committed (each carries a whole batch)
+        # Told how long each batch took to commit (the commit-duration histogram), if set.
+        self.on_commit_seconds: Callable[[float], None] | None = None
         self.reruns = 0  # batches run again on fresh reads after a failed version check
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -286,7 +289,8 @@ class SqliteAlertStore(SqliteReads):
         staged = [s for p in batch if p.error is None for s in p.changes]
         stepped = [p for p in batch if p.step is not None and not p.future.cancelled()]
         steps = [p.step for p in stepped if p.step is not None]
-        return staged, stepped, await self._commit(db, staged, steps)
+        committed = await timed(self._commit(db, staged, steps), self.on_commit_seconds)
+        return staged, stepped, committed
 
     def _publish(self, batch: list[_Pending], staged: list[_Staged]) -> None:
         """After the commit: subscribers hear of the batch's events, in order, and only then

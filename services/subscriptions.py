@@ -49,7 +49,9 @@ class Topic:
         "ring",
     )
 
-    def __init__(self, hospital_id: str) -> None:
+    def __init__(
+        self, hospital_id: str, delivered: Callable[[StoredEvent], None] | None = None
+    ) -> None:
         self.hospital_id = hospital_id
         self.ring: deque[StoredEvent] = deque(maxlen=RING_SIZE)
         # Every event of this hospital after `floor` is in the ring (None: not known yet).
@@ -58,7 +60,9 @@ class Topic:
         self.pruned = 0  # a position below this is no longer in the log
         self.listeners: set[AlertStream] = set()
         self.by_alert: dict[str, set[AlertStream]] = {}
-        self.fanout: SlicedFanout[StoredEvent, AlertStream] = SlicedFanout(self._audience, _push)
+        self.fanout: SlicedFanout[StoredEvent, AlertStream] = SlicedFanout(
+            self._audience, _push, done=delivered
+        )
 
     def publish(self, event: StoredEvent) -> None:
         ring = self.ring
@@ -108,6 +112,9 @@ class AlertSubscriptionService:
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._listeners: list[Listener] = []
         self._heard: dict[str, int] = {}  # each hospital's last position the listeners heard
+        # Hears the commit time (time.perf_counter) of each event this node committed, once
+        # it has been handed to every subscriber here (the delivery-delay histogram).
+        self.on_delivered: Callable[[float], None] | None = None
 
     # --- the emitter ----------------------------------------------------------------------
 
@@ -134,6 +141,11 @@ class AlertSubscriptionService:
                 except Exception:  # metrics or escalation trouble must not stop delivery
                     log.exception("an alert event listener failed; the others go on")
 
+    def _delivered(self, event: StoredEvent) -> None:
+        hook = self.on_delivered
+        if hook is not None and event.committed_at:  # another node's event: its clock is not ours
+            hook(event.committed_at)
+
     def pruned(self, marks: dict[str, int]) -> None:
         for hospital_id, through in marks.items():
             topic = self._topics.get(hospital_id)
@@ -145,7 +157,7 @@ class AlertSubscriptionService:
         (and hears publishes) before that read, so no event can slip between."""
         topic = self._topics.get(hospital_id)
         if topic is None:
-            topic = self._topics[hospital_id] = Topic(hospital_id)
+            topic = self._topics[hospital_id] = Topic(hospital_id, self._delivered)
             self._loading[hospital_id] = asyncio.ensure_future(self._load(topic))
         loading = self._loading.get(hospital_id)
         if loading is not None:

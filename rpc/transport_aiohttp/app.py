@@ -16,6 +16,7 @@ from aiohttp import web
 from rpc.auth import bearer_token
 from rpc.errors import ErrorCode, RpcError
 from rpc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from rpc.metrics import HEALTH_PARTS
 from rpc.session import CLOSE_SERVICE_RESTART
 from rpc.transport_aiohttp.guard import SECURITY_HEADERS
 from rpc.transport_aiohttp.http import handle_jsonrpc_post, handle_trpc_http, json_response
@@ -103,13 +104,20 @@ async def handle_health(request: web.Request) -> web.Response:
         "connections": len(state.sessions),
         "uptimeSeconds": round(time.time() - state.started_at, 1),
     }
-    for check in request.app[HEALTH_KEY]:
-        extra = await check()
-        _merge_health(body, extra)
-        if extra.get("storage") not in (None, "ok"):
-            code = 503
-            body["status"] = "degraded"
+    parts = await _health_parts(request.app)
+    body.update(parts)
+    if parts.get("storage") not in (None, "ok"):
+        code = 503
+        body["status"] = "degraded"
     return json_response(orjson.dumps(body), status=code)
+
+
+async def _health_parts(app: web.Application) -> dict[str, object]:
+    """What the health checks report ("storage", "bus", "node"), merged."""
+    parts: dict[str, object] = {}
+    for check in app[HEALTH_KEY]:
+        _merge_health(parts, await check())
+    return parts
 
 
 def _merge_health(body: dict[str, object], extra: dict[str, object]) -> None:
@@ -137,6 +145,11 @@ async def handle_metrics(request: web.Request) -> web.Response:
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )
     state.refresh_gauges()
+    # The same checks as /health, so that "storage down" is a series an alerting rule can use
+    # (a scrape every few seconds costs one `SELECT 1`).
+    for part, value in (await _health_parts(request.app)).items():
+        if part in HEALTH_PARTS:
+            state.metrics.health.set(1 if value == "ok" else 0, part)
     return web.Response(
         body=state.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE}
     )

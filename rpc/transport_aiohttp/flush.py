@@ -29,7 +29,7 @@ class Flusher:
     loop iteration. Each connection's frames stay in order (they wait in its own list), and a
     connection marked again meanwhile is written once, with everything it got."""
 
-    __slots__ = ("_clock", "_dirty", "_loop", "_scheduled", "slice_s")
+    __slots__ = ("_clock", "_dirty", "_loop", "_scheduled", "_waiters", "_written", "slice_s")
 
     def __init__(
         self,
@@ -42,6 +42,20 @@ class Flusher:
         self.slice_s = slice_s
         self._dirty: deque[Flushable] = deque()
         self._scheduled = False
+        # Connections written since the start, and callbacks waiting for a count of them:
+        # `_dirty` is first in, first out, so "everything marked so far is written" is "the
+        # count has grown by the queue's present length". Nothing is counted per mark.
+        self._written = 0
+        self._waiters: deque[tuple[int, Callable[[], None]]] = deque()
+
+    def when_flushed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once every connection marked so far has been written: at once when
+        none waits. (A connection that is slow writes through its own task instead; this
+        covers the frames handed to the flusher.)"""
+        if not self._dirty:
+            callback()
+        else:
+            self._waiters.append((self._written + len(self._dirty), callback))
 
     def mark(self, out: Flushable) -> None:
         self._dirty.append(out)
@@ -60,6 +74,10 @@ class Flusher:
             written += 1
             if written % _CLOCK_EVERY == 0 and clock() >= deadline:
                 break
+        self._written += written
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= self._written:
+            waiters.popleft()[1]()
         if dirty and not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._flush)
@@ -68,6 +86,11 @@ class Flusher:
 _flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flusher] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def when_flushed(callback: Callable[[], None]) -> None:
+    """`Flusher.when_flushed` of the running loop's flusher."""
+    flusher().when_flushed(callback)
 
 
 def flusher() -> Flusher:

@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from rpc.context import Principal
-from rpc.errors import ErrorCode, RpcError, method_not_found, to_rpc_error
+from rpc.errors import ErrorCode, RpcError, to_rpc_error
 from rpc.jsoncost import measure
 from rpc.limits import Prepaid, RateLimiter
 from rpc.router import Kind
@@ -227,9 +227,7 @@ async def _call(session: Session, path: str, kind: Kind, raw: Any) -> tuple[int,
     dispatcher = session.dispatcher
     try:
         session.take_rate_token()
-        proc = dispatcher.router.get(path)
-        if proc is None:
-            raise method_not_found(path)
+        proc = dispatcher.lookup(path)
         if proc.kind is not kind:
             sent = "GET" if kind is Kind.QUERY else "POST"
             use = {
@@ -242,9 +240,7 @@ async def _call(session: Session, path: str, kind: Kind, raw: Any) -> tuple[int,
                 f'Unsupported {sent}-request to {proc.kind.value} procedure at path "{path}"; '
                 f"use {use}",
             )
-        ctx = session.context(None)
-        checked = dispatcher.prepare(ctx, proc, raw)
-        result = await dispatcher.call(ctx, proc, checked)
+        result = await dispatcher.run(session.context(None), proc, raw)
     except Exception as exc:
         error = to_rpc_error(exc)
         return error.code.http_status, _error_item(error, path)

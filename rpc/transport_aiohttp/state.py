@@ -24,6 +24,7 @@ from rpc.dispatch import Dispatcher
 from rpc.errors import ErrorCode, RpcError
 from rpc.limits import AnonymousPool, Limits, TokenBucket, Unlimited, rate_limiter
 from rpc.metrics import Metrics
+from rpc.router import Kind
 from rpc.transport_aiohttp.budget import OutboundBudget
 from rpc.transport_aiohttp.guard import ConnectionGuard
 
@@ -84,6 +85,15 @@ class ServerState:
 
     def __post_init__(self) -> None:
         limits = self.limits
+        # The router's paths are the only procedure labels; calls are counted by the server
+        # whose dispatcher this is (with latency observation on).
+        procedures = list(self.dispatcher.router)
+        self.metrics.declare_procedures(
+            (p.path for p in procedures if p.kind is not Kind.SUBSCRIPTION),
+            (p.path for p in procedures if p.kind is Kind.SUBSCRIPTION),
+        )
+        if self.metrics.latency:
+            self.dispatcher.calls = self.metrics.calls
         self.anonymous = AnonymousPool(
             limits.max_unauthenticated_connections,
             limits.max_unauthenticated_per_address,

@@ -84,3 +84,20 @@ def test_without_a_running_loop_it_delivers_in_one_piece() -> None:
     f.publish("e1")
     assert f.pending == 0
     assert got == {sub: ["e0", "e1"] for sub in audience}
+
+
+async def test_done_hears_each_event_once_after_its_whole_audience_and_never_for_none() -> None:
+    audience = list(range(300))
+    got: dict[int, list[str]] = {}
+    done: list[tuple[str, int]] = []
+    ticks = slow_clock()
+    f: SlicedFanout[str, int] = SlicedFanout(
+        lambda event: tuple(audience) if event != "nobody" else (),
+        lambda sub, event: got.setdefault(sub, []).append(event),
+        clock=lambda: next(ticks),
+        done=lambda event: done.append((event, sum(event in g for g in got.values()))),
+    )
+    for event in ("e0", "nobody", "e1"):
+        f.publish(event)
+    await eventually(lambda: f.pending == 0, "the fan-out to finish")
+    assert done == [("e0", 300), ("e1", 300)]

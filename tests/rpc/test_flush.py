@@ -119,3 +119,28 @@ async def test_a_slow_consumer_is_still_closed_by_its_queue_limit() -> None:
         while (msg := await ws.receive(timeout=5)).type is WSMsgType.TEXT:
             pass  # what was written before the overflow, then the close
         assert (msg.type, msg.data) == (WSMsgType.CLOSE, 4008)
+
+
+async def test_when_flushed_waits_for_the_connections_marked_before_it_and_only_those() -> None:
+    """A slice ends every 16 connections here: the callback runs once the 40 connections
+    marked before it are written, in the slice that wrote the last of them, before the 40
+    marked after it are all written (it measures an event's own writes, not later ones)."""
+    loop = asyncio.get_running_loop()
+    ticks = ticking_clock(0.001)
+    flusher = Flusher(loop, clock=lambda: next(ticks), slice_s=0.001)
+    written: list[tuple[int, list[int]]] = []
+    outs = [FakeOut(n, written) for n in range(80)]
+    seen: list[int] = []
+    flusher.when_flushed(lambda: seen.append(-1))  # nothing waits: at once
+    assert seen == [-1]
+    for out in outs[:40]:
+        out.send(flusher, 1)
+    outs[0].send(flusher, 2)  # already marked: joins its pending frames, no new mark
+    flusher.when_flushed(lambda: seen.append(len(written)))
+    for out in outs[40:]:
+        out.send(flusher, 1)
+    flusher.when_flushed(lambda: seen.append(len(written)))
+    await eventually(lambda: len(seen) == 3, "both callbacks")
+    assert seen[1] == 48  # the third slice wrote the 40th
+    assert seen[2] == 80
+    assert written[0] == (0, [1, 2])

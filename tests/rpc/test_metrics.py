@@ -1,37 +1,46 @@
-"""rpc.metrics: bounded labels, counters and gauges, and the Prometheus text exposition."""
+"""rpc.metrics: bounded labels over prometheus_client, the exposition read back with
+prometheus_client's own parser, per-procedure calls and the server's /metrics endpoint."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from rpc.metrics import CONTENT_TYPE, Metrics, Registry
 from tests.conftest import make_state
 from tests.rpc import demo
-from tests.rpc.wire import enc, eventually, read_events, serve
+from tests.rpc.wire import call, enc, eventually, read_events, serve
 
-SAMPLE = re.compile(r'^([a-z_]+)(?:\{([a-z_]+)="((?:[^"\\]|\\.)*)"\})? (-?[0-9.e+]+)$')
+Labels = tuple[tuple[str, str], ...]
+
+
+def samples(text: str) -> dict[tuple[str, Labels], float]:
+    """Every sample of a Prometheus exposition: {(sample name, sorted labels): value}."""
+    found: dict[tuple[str, Labels], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            assert key not in found, f"{key} twice"
+            found[key] = sample.value
+    return found
 
 
 def parse(text: str) -> dict[tuple[str, str | None], float]:
-    """Prometheus text format -> {(name, label value or None): value}; checks every line."""
-    samples: dict[tuple[str, str | None], float] = {}
-    typed: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            assert kind in ("counter", "gauge")
-            typed.add(name)
-        elif line.startswith("# HELP "):
-            assert len(line.split(" ", 3)) == 4
-        else:
-            match = SAMPLE.match(line)
-            assert match, line
-            name, _label, value, number = match.groups()
-            assert name in typed, f"{name} has no TYPE line before it"
-            samples[(name, value)] = float(number)
-    return samples
+    """Alertwire's counters and gauges with at most one label: {(name, label value or None):
+    value} (the calls by procedure and outcome, histograms and the node's info left out)."""
+    found: dict[tuple[str, str | None], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.type not in ("counter", "gauge") or not family.name.startswith("alertwire_"):
+            continue
+        for sample in family.samples:
+            labels = list(sample.labels.values())
+            if len(labels) <= 1 and sample.name != "alertwire_node_info":
+                found[(sample.name, labels[0] if labels else None)] = sample.value
+    return found
+
+
+def label_values(text: str, name: str, label: str) -> set[str]:
+    return {dict(labels)[label] for (n, labels), _ in samples(text).items() if n == name}
 
 
 def test_labels_are_bounded_and_unknown_values_count_as_other() -> None:
@@ -40,13 +49,20 @@ def test_labels_are_bounded_and_unknown_values_count_as_other() -> None:
     refused.inc("origin")
     for n in range(1000):  # a hostile value never becomes a series of its own
         refused.inc(f"made-up-{n}")
-    samples = parse(registry.render())
-    assert samples == {
+    assert parse_all(registry) == {
         ("x_refused_total", "origin"): 1,
         ("x_refused_total", "auth"): 0,
         ("x_refused_total", "other"): 1000,
     }
     assert refused.total() == 1001
+    assert refused.get("made-up-again") == 1000  # read as the series it would land in
+
+
+def parse_all(registry: Registry) -> dict[tuple[str, str | None], float]:
+    return {
+        (n, labels[0][1] if labels else None): v
+        for (n, labels), v in samples(registry.render()).items()
+    }
 
 
 def test_counters_only_go_up_and_gauges_go_both_ways() -> None:
@@ -58,50 +74,99 @@ def test_counters_only_go_up_and_gauges_go_both_ways() -> None:
     gauge.inc("ws", 3)
     gauge.dec("ws")
     gauge.set(7, "sse")
-    assert parse(registry.render()) == {
-        ("c_total", None): 0,
-        ("g", "ws"): 2,
-        ("g", "sse"): 7,
-    }
-    with pytest.raises(ValueError, match="duplicate"):
+    assert parse_all(registry) == {("c_total", None): 0, ("g", "ws"): 2, ("g", "sse"): 7}
+    with pytest.raises(ValueError, match="Duplicated"):
         registry.counter("c_total", "Again.")
     with pytest.raises(ValueError):
         registry.counter("bad_total", "Values without a label.", None, ("a",))
 
 
-def test_exposition_escapes_help_and_label_values() -> None:
+def test_label_values_with_quotes_and_backslashes_survive_the_exposition() -> None:
     registry = Registry()
     registry.counter("e_total", "Help with a \\ and\na newline.", "v", ('a"b\\c',)).inc('a"b\\c')
-    text = registry.render()
-    assert "# HELP e_total Help with a \\\\ and\\na newline." in text
-    assert 'e_total{v="a\\"b\\\\c"} 1' in text
-    assert text.endswith("\n")
+    assert parse_all(registry) == {("e_total", 'a"b\\c'): 1}
 
 
-def test_every_server_metric_renders_with_help_and_type() -> None:
-    samples = parse(Metrics().render())
-    names = {name for name, _ in samples}
-    assert names == {
-        "alertwire_connections_open",
-        "alertwire_connections_refused_total",
-        "alertwire_auth_failures_total",
-        "alertwire_rate_limited_total",
-        "alertwire_subscriptions_open",
-        "alertwire_subscriptions_refused_total",
-        "alertwire_oversize_messages_total",
-        "alertwire_slow_consumer_closes_total",
-        "alertwire_auth_timeouts_total",
-        "alertwire_token_expiries_total",
-        "alertwire_bad_frames_total",
-        "alertwire_http_connections_open",
-        "alertwire_unauthenticated_connections_open",
-        "alertwire_http_timeouts_total",
-        "alertwire_outbound_queued_bytes",
-        "alertwire_outbound_budget_closes_total",
-        "alertwire_sse_stalls_total",
-        "alertwire_client_errors_total",
+EXISTING = {
+    "alertwire_connections_open",
+    "alertwire_connections_refused_total",
+    "alertwire_auth_failures_total",
+    "alertwire_rate_limited_total",
+    "alertwire_subscriptions_open",
+    "alertwire_subscriptions_refused_total",
+    "alertwire_oversize_messages_total",
+    "alertwire_slow_consumer_closes_total",
+    "alertwire_auth_timeouts_total",
+    "alertwire_token_expiries_total",
+    "alertwire_bad_frames_total",
+    "alertwire_http_connections_open",
+    "alertwire_unauthenticated_connections_open",
+    "alertwire_http_timeouts_total",
+    "alertwire_outbound_queued_bytes",
+    "alertwire_outbound_budget_closes_total",
+    "alertwire_sse_stalls_total",
+    "alertwire_client_errors_total",
+}
+
+
+def test_every_counter_and_gauge_renders_at_zero_beside_the_runtime_collectors() -> None:
+    text = Metrics(node="node-a").render()
+    assert {name for name, _ in parse(text)} == EXISTING
+    assert all(value == 0 for value in parse(text).values())
+    found = samples(text)
+    assert found[("alertwire_node_info", (("node", "node-a"),))] == 1
+    names = {name for name, _ in found}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= names
+    assert {"python_info", "python_gc_collections_total"} <= names
+    assert "alertwire_commit_duration_seconds_count" in names
+    assert "alertwire_event_delivery_seconds_count" in names
+    assert not any(name.endswith("_created") for name in names)
+
+
+async def test_calls_are_counted_and_timed_by_declared_path_and_outcome(token: object) -> None:
+    state = make_state(demo.Feed())
+    bearer = {"Authorization": f"Bearer {token()}"}  # type: ignore[operator]
+    async with serve(state) as client:
+        assert (await client.get("/api/trpc/demo.echo?input=" + enc({"text": "hi"}))).status == 200
+        resp = await client.post("/api/trpc/demo.conflict", json={"text": "a"}, headers=bearer)
+        assert resp.status == 403  # a nurse; the procedure needs an admin
+        # Every way a client can name what is not a procedure: each lands on "other".
+        for n in range(5):
+            await client.get(f"/api/trpc/made.up{n}")
+            await client.post("/api/trpc", json={"jsonrpc": "2.0", "id": 1, "method": f"x{n}"})
+        ws = await client.ws_connect("/api/trpc", headers=bearer)
+        await call(ws, "not.there", {})
+        await ws.send_json({"id": 9, "method": "query", "params": {"path": "nope", "input": {}}})
+        await ws.receive_json()
+        await ws.close()
+        text = await (await client.get("/metrics")).text()
+    found = samples(text)
+    calls = {
+        dict(labels)["procedure"]: (dict(labels)["outcome"], value)
+        for (name, labels), value in found.items()
+        if name == "alertwire_rpc_calls_total"
     }
-    assert all(value == 0 for value in samples.values())
+    assert calls == {
+        "demo.echo": ("ok", 1),
+        "demo.conflict": ("FORBIDDEN", 1),
+        "other": ("NOT_FOUND", 12),
+    }
+    declared = {proc.path for proc in state.dispatcher.router} | {"other"}
+    for name in ("alertwire_rpc_calls_total", "alertwire_rpc_duration_seconds_count"):
+        assert label_values(text, name, "procedure") <= declared
+    key = ("alertwire_rpc_duration_seconds_count", (("outcome", "ok"), ("procedure", "demo.echo")))
+    assert found[key] == 1
+    assert not any("made" in value or "x1" in value for _, labels in found for _, value in labels)
+
+
+async def test_with_latency_metrics_off_calls_are_not_observed() -> None:
+    state = make_state(demo.Feed())
+    state.metrics.latency = False
+    state.dispatcher.calls = None  # as ServerState does when built with Metrics(latency=False)
+    async with serve(state) as client:
+        assert (await client.get("/api/trpc/demo.echo?input=" + enc({"text": "hi"}))).status == 200
+        text = await (await client.get("/metrics")).text()
+    assert not [k for k in samples(text) if k[0] == "alertwire_rpc_calls_total"]
 
 
 async def test_metrics_endpoint_and_the_open_connections_gauge(token: object) -> None:
@@ -125,6 +190,13 @@ async def test_metrics_endpoint_and_the_open_connections_gauge(token: object) ->
         assert samples[("alertwire_connections_open", "ws")] == 3
         assert samples[("alertwire_connections_open", "sse")] == 1
         assert samples[("alertwire_subscriptions_open", None)] == 1
+        by_kind = (("kind", "demo.feed"), ("transport", "sse"))
+        assert (
+            globals()["samples"](await (await client.get("/metrics")).text())[
+                ("alertwire_subscriptions_by_kind", by_kind)
+            ]
+            == 1
+        )
         for ws in sockets:
             await ws.close()
         stream.close()

@@ -125,6 +125,13 @@ def test_the_metrics_token_is_optional_and_must_not_be_guessable(tmp_path: Path)
         load(env_for(tmp_path, METRICS_TOKEN="short"))
 
 
+def test_latency_metrics_are_on_unless_turned_off(tmp_path: Path) -> None:
+    assert load(env_for(tmp_path)).latency_metrics is True
+    assert load(env_for(tmp_path, ALERTWIRE_LATENCY_METRICS="off")).latency_metrics is False
+    with pytest.raises(ConfigError, match="ALERTWIRE_LATENCY_METRICS must be on or off"):
+        load(env_for(tmp_path, ALERTWIRE_LATENCY_METRICS="maybe"))
+
+
 def test_the_development_secret_and_the_directory_made_for_it_are_private(
     tmp_path: Path, umask: int
 ) -> None:

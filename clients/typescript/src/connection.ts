@@ -81,7 +81,7 @@ function noop(): void {}
 export class Connection {
   private status: ConnectionStatus = 'connecting';
   private readonly listeners = new Set<(status: ConnectionStatus) => void>();
-  private readonly WebSocketImpl: WebSocketConstructor;
+  private readonly WebSocketImpl: WebSocketConstructor | null; // null: HTTP only
   private readonly fetchImpl: FetchLike | undefined;
   private readonly wsUrl: string;
   private readonly httpUrl: string;
@@ -102,12 +102,14 @@ export class Connection {
 
   constructor(private readonly options: AlertwireClientOptions) {
     const impl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (impl === undefined) {
-      throw new AlertwireError(
-        'No WebSocket implementation: pass one as the `WebSocket` option (e.g. the `ws` package in Node 20)',
-      );
+    if (impl === undefined || impl === false) {
+      if (options.fallback === false) {
+        throw new AlertwireError(
+          'No WebSocket implementation and no HTTP fallback: pass one as the `WebSocket` option (e.g. the `ws` package in Node 20)',
+        );
+      }
     }
-    this.WebSocketImpl = impl;
+    this.WebSocketImpl = impl === undefined || impl === false ? null : impl;
     this.fetchImpl = options.fetch ?? (globalThis.fetch as FetchLike | undefined);
     this.wsUrl = options.wsUrl ?? swapScheme(options.url, 'ws');
     this.httpUrl = options.httpUrl ?? swapScheme(options.url, 'http');
@@ -161,6 +163,10 @@ export class Connection {
   private connect(): void {
     this.reconnectTimer = undefined;
     if (this.closed) return;
+    if (this.WebSocketImpl === null) {
+      this.enterPolling(); // HTTP only, for good: no socket to retry
+      return;
+    }
     if (!this.polling) this.setStatus('connecting');
     let socket: WebSocketLike;
     try {

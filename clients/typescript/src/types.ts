@@ -41,8 +41,12 @@ export interface AlertwireClientOptions {
   httpUrl?: string;
   /** A bearer JWT, or a function returning a fresh one (called on every connect and HTTP call). */
   token?: TokenSource;
-  /** A WebSocket implementation; required in Node 20 (e.g. `import WebSocket from 'ws'`). */
-  WebSocket?: WebSocketConstructor;
+  /**
+   * A WebSocket implementation: the global one by default (browsers, Node 22+); in Node 20 pass
+   * the `ws` package's (`import WebSocket from 'ws'`). `false`, or no WebSocket at all, is
+   * HTTP-only: calls go over `POST`, subscriptions are served by polling, status `polling`.
+   */
+  WebSocket?: WebSocketConstructor | false;
   /** A fetch implementation; defaults to the global one. */
   fetch?: FetchLike;
   /** Reconnect back-off; defaults to 1 s doubling to 30 s with jitter. */

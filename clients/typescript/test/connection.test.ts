@@ -265,7 +265,29 @@ test('metrics are polled as snapshots on their interval', async () => {
   assert.deepEqual(values[0], { hospitalId: 'h1', activeAlerts: 0 });
 });
 
-test('Node 20 without a WebSocket option: a clear error', () => {
+test('WebSocket: false is HTTP only: calls over POST, subscriptions polled, no upgrade tried', async () => {
+  server.publish();
+  const connection = connect({ WebSocket: false });
+  assert.equal(connection.getStatus(), 'polling');
+  assert.equal(await connection.call('system.ping', undefined), 'pong');
+  const rec = alerts();
+  connection.subscribe(rec.spec);
+  await until(() => server.methods('http').includes('healthcare.getAlertEvents'));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  server.publish();
+  await until(() => rec.data.length === 1);
+  assert.deepEqual(ids(rec), ['000002']);
+  assert.equal(server.methods('ws').length, 0, 'no socket was opened');
+});
+
+test('Node 20 without a WebSocket option: HTTP only, unless the fallback is off', async () => {
   if ((globalThis as { WebSocket?: unknown }).WebSocket !== undefined) return;
-  assert.throws(() => createAlertwireClient({ url: server.url }), /WebSocket implementation/);
+  const client = createAlertwireClient({ url: server.url, token: 'good' });
+  open.push(client);
+  assert.equal(client.status, 'polling');
+  assert.equal(await client.system.ping.query(), 'pong');
+  assert.throws(
+    () => createAlertwireClient({ url: server.url, fallback: false }),
+    /no HTTP fallback/,
+  );
 });

@@ -16,10 +16,23 @@ import type * as S from './schemas.js';
 
 type Meta = object;
 
+/**
+ * The server's error shape: tRPC's, with what it adds to `data` (so that
+ * `err.data?.fieldErrors` compiles on a TRPCClientError<AppRouter>).
+ */
+export type AlertwireErrorShape = TRPCDefaultErrorShape & {
+  data: TRPCDefaultErrorShape['data'] & {
+    /** Invalid input (BAD_REQUEST): a message per field path. */
+    fieldErrors?: Record<string, string>;
+    /** CONFLICT: the alert's status as it stands. */
+    status?: string;
+  };
+};
+
 type Root = {
   ctx: object;
   meta: Meta;
-  errorShape: TRPCDefaultErrorShape;
+  errorShape: AlertwireErrorShape;
   transformer: false;
 };
 
