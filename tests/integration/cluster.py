@@ -11,18 +11,29 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
 
 from tests.integration.harness import SECRET, token
 from tests.integration.server import ServerProcess, start_server
+from tests.polling import until
 from tests.postgres import fetch
 from tests.rpc.wire import enc
 
 PROCEDURE = "healthcare.subscribeToAlerts"
 DIALECTS = ("jsonrpc", "trpc", "sse")
+
+
+class Endpoint(Protocol):
+    """Where clients connect: a node, or a load balancer in front of several."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def ws_url(self) -> str: ...
 
 
 def node_env(database_url: str, name: str, **extra: str) -> dict[str, str]:
@@ -87,7 +98,7 @@ class Watcher:
     def last_id(self) -> str | None:
         return self.events[-1][0] if self.events else None
 
-    async def follow(self, node: ServerProcess, last_event_id: str | None = None) -> None:
+    async def follow(self, node: Endpoint, last_event_id: str | None = None) -> None:
         """Subscribe on `node`, from `last_event_id` or the last event received (if any)."""
         await self.close()
         self.ended = asyncio.Event()
@@ -101,7 +112,7 @@ class Watcher:
         if event.get("type") != "stream.reset":
             self.events.append((event_id, str(event["alertId"])))
 
-    async def _websocket(self, node: ServerProcess, since: str | None) -> None:
+    async def _websocket(self, node: Endpoint, since: str | None) -> None:
         ws = await self.http.ws_connect(
             node.ws_url, headers={"Authorization": f"Bearer {self.bearer}"}
         )
@@ -142,7 +153,7 @@ class Watcher:
                 started.set_exception(ConnectionError("closed before the subscription started"))
             self.ended.set()
 
-    async def _sse(self, node: ServerProcess, since: str | None) -> None:
+    async def _sse(self, node: Endpoint, since: str | None) -> None:
         url = (
             f"{node.url}/api/trpc/{PROCEDURE}?connectionParams={enc({'token': self.bearer})}"
             f"&input={enc({'hospitalId': 'h1'})}"
@@ -194,6 +205,12 @@ class Watcher:
             self._closer = None
 
 
+async def received(watcher: Watcher, count: int, timeout_s: float = 15.0) -> None:
+    """Wait until `watcher` has received `count` events; fail after `timeout_s`."""
+    what = f"{watcher.dialect} to receive {count} events"
+    await until(lambda: len(watcher.events) >= count, what, timeout_s)
+
+
 def problems(watcher: Watcher, expected: list[tuple[str, str]]) -> str:
     """What is wrong with what a watcher received, or "" when it is exactly `expected`."""
     got = watcher.events
@@ -221,7 +238,7 @@ class Device:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, http: aiohttp.ClientSession, node: ServerProcess) -> Device:
+    async def connect(cls, http: aiohttp.ClientSession, node: Endpoint) -> Device:
         bearer = token("device-1", "service", ["h1"])
         return cls(
             await http.ws_connect(node.ws_url, headers={"Authorization": f"Bearer {bearer}"})
