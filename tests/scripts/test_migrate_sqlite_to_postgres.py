@@ -57,7 +57,10 @@ async def embedded_database(path: Path) -> None:
         alerts = AlertService(store, dict(DEFAULT_TARGETS))
         for n in range(6):
             for hospital in ("h1", "h2"):
-                alert = await alerts.create(alert_input(hospital, title=f"call {n}"), "dev-1")
+                data = alert_input(hospital, title=f"call {n}")
+                if n == 0:  # a device's retry key: it must still be known after the move
+                    data = data.model_copy(update={"idempotency_key": f"dev-1-{hospital}-0"})
+                alert = await alerts.create(data, "dev-1")
                 if n % 2 == 0:
                     await alerts.acknowledge(alert.id, "nurse-1", None)
                 if n == 4:
@@ -85,7 +88,9 @@ async def test_clients_resume_across_the_move_and_new_events_continue(
 
     code, out, err = await run_script(source, postgres_url)
     assert code == 0, err
-    assert "copied 12 alerts, 20 events" in out
+    assert "copied 12 alerts, 20 events, 0 prune marks and 2 idempotency keys" in out
+    keys = "SELECT hospital_id, idempotency_key, alert_id FROM idempotency_keys ORDER BY 1"
+    assert await fetch(postgres_url, keys) == sqlite_query(str(source), keys)
     assert await logged(postgres_url, "h1") == h1
     assert await logged(postgres_url, "h2") == h2
     counters = dict(await fetch(postgres_url, "SELECT hospital_id, last_seq FROM event_counters"))
