@@ -253,3 +253,22 @@ class ConnectionView:
             return
         for listener in tuple(self._listeners):
             listener(hospitals)
+
+
+class ViewReads:
+    """The ClusterState reads every implementation answers from its local `view` (never
+    waiting on a shared store): one definition for both."""
+
+    view: ConnectionView
+
+    def connections_of(self, sub: str) -> int:
+        return self.view.connections_of(sub)
+
+    def online_subjects(self, hospital_id: str) -> int:
+        return self.view.online_subjects(hospital_id)
+
+    def node_connections(self) -> dict[str, int]:
+        return self.view.node_connections()
+
+    def on_presence(self, listener: PresenceListener) -> Unsubscribe:
+        return self.view.subscribe(listener)

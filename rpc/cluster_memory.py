@@ -19,8 +19,8 @@ from rpc.cluster import (
     ConnectionView,
     Handlers,
     M,
-    PresenceListener,
     Unsubscribe,
+    ViewReads,
     encode_message,
 )
 
@@ -72,7 +72,7 @@ class MemoryHub:
                 del self.keys[stale]
 
 
-class InMemoryClusterState:
+class InMemoryClusterState(ViewReads):
     def __init__(self, node_id: str | None = None, hub: MemoryHub | None = None) -> None:
         self._node_id = node_id or default_node_id()
         self.hub = hub if hub is not None else MemoryHub()
@@ -105,18 +105,6 @@ class InMemoryClusterState:
         if self.hub.nodes.get(self._node_id) is not self:
             return [self]  # closed: only its own view still counts its sockets
         return list(self.hub.nodes.values())
-
-    def connections_of(self, sub: str) -> int:
-        return self.view.connections_of(sub)
-
-    def online_subjects(self, hospital_id: str) -> int:
-        return self.view.online_subjects(hospital_id)
-
-    def node_connections(self) -> dict[str, int]:
-        return self.view.node_connections()
-
-    def on_presence(self, listener: PresenceListener) -> Unsubscribe:
-        return self.view.subscribe(listener)
 
     # --- broadcast ---------------------------------------------------------------------------
 

@@ -32,8 +32,8 @@ from rpc.cluster import (
     ConnectionView,
     Handlers,
     M,
-    PresenceListener,
     Unsubscribe,
+    ViewReads,
     encode_message,
 )
 from services.cluster_replica import ConnectionReplica, Keys
@@ -63,7 +63,7 @@ def connect(url: str) -> Redis:
     return client
 
 
-class RedisClusterState:
+class RedisClusterState(ViewReads):
     def __init__(
         self,
         url: str,
@@ -120,18 +120,6 @@ class RedisClusterState:
     def connection_closed(self, conn_id: str) -> None:
         self.view.drop(self._node_id, conn_id)
         self.replica.changed(conn_id, None)
-
-    def connections_of(self, sub: str) -> int:
-        return self.view.connections_of(sub)
-
-    def online_subjects(self, hospital_id: str) -> int:
-        return self.view.online_subjects(hospital_id)
-
-    def node_connections(self) -> dict[str, int]:
-        return self.view.node_connections()
-
-    def on_presence(self, listener: PresenceListener) -> Unsubscribe:
-        return self.view.subscribe(listener)
 
     # --- broadcast ---------------------------------------------------------------------------
 

@@ -77,6 +77,7 @@ from services.store import (
     VersionConflict,
     timed,
 )
+from services.write_queue import shut_out, write_in_batches
 
 if TYPE_CHECKING:
     from services.postgres_pool import Connection
@@ -84,7 +85,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("alertwire.store")
 
 T = TypeVar("T")
-MAX_BATCH = 256
 # Each renumbering means another node committed to one of the batch's hospitals meanwhile;
 # this many in a row means the stream is too busy to wait for.
 MAX_RENUMBER = 50
@@ -112,13 +112,6 @@ class _Pending:
     operation: Callable[[Transaction], Awaitable[Any]]
     future: asyncio.Future[Any]
     changes: list[Staged] = field(default_factory=list)
-
-
-def _shut_out(pending: _Pending) -> None:
-    if not pending.future.done():
-        pending.future.set_exception(
-            RpcError(ErrorCode.SERVICE_UNAVAILABLE, "The server is shutting down")
-        )
 
 
 class _BatchTx:
@@ -186,7 +179,9 @@ class PostgresAlertStore(PostgresReads):
             await self.close()  # a refused database leaves no pool behind
             raise
         self._last_seq = {str(r[0]): int(r[1]) for r in rows}
-        self._writer = asyncio.create_task(self._write_forever(), name="alert-store-writer")
+        self._writer = asyncio.create_task(
+            write_in_batches(self._queue, self._run_batch), name="alert-store-writer"
+        )
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -195,7 +190,7 @@ class PostgresAlertStore(PostgresReads):
                 await self._writer
             self._writer = None
         while not self._queue.empty():
-            _shut_out(self._queue.get_nowait())
+            shut_out(self._queue.get_nowait())
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -223,18 +218,6 @@ class PostgresAlertStore(PostgresReads):
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(operation, future))
         return await future
-
-    async def _write_forever(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._run_batch(batch)
-            except asyncio.CancelledError:
-                for pending in batch:  # callers get an error to report, not a cancellation
-                    _shut_out(pending)
-                raise
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
         for attempt in range(CONFLICT_RETRIES + 1):

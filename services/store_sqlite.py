@@ -52,11 +52,11 @@ from services.store import (
     VersionConflict,
     timed,
 )
+from services.write_queue import shut_out, write_in_batches
 
 log = logging.getLogger("alertwire.store")
 
 T = TypeVar("T")
-MAX_BATCH = 256
 # Times a batch is numbered again because another writer on the file took its positions
 # first, before it gives up with CONFLICT.
 RENUMBER_ATTEMPTS = 3
@@ -103,13 +103,6 @@ class _Pending:
     changes: list[_Staged] = field(default_factory=list)
     value: Any = None
     error: Exception | None = None
-
-
-def _shut_out(pending: _Pending) -> None:
-    if not pending.future.done():
-        pending.future.set_exception(
-            RpcError(ErrorCode.SERVICE_UNAVAILABLE, "The server is shutting down")
-        )
 
 
 class _BatchTx:
@@ -180,7 +173,9 @@ class SqliteAlertStore(SqliteReads):
         except BaseException:
             await self.close()  # a refused or broken file leaves no connection (thread) behind
             raise
-        self._writer = asyncio.create_task(self._write_forever(), name="alert-store-writer")
+        self._writer = asyncio.create_task(
+            write_in_batches(self._queue, self._run_batch), name="alert-store-writer"
+        )
 
     async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None)
@@ -202,7 +197,7 @@ class SqliteAlertStore(SqliteReads):
                 await self._writer
             self._writer = None
         while not self._queue.empty():
-            _shut_out(self._queue.get_nowait())
+            shut_out(self._queue.get_nowait())
         for db in {id(c): c for c in (self._reader, self._db) if c is not None}.values():
             await db.close()
         self._db = self._reader = None
@@ -248,18 +243,6 @@ class SqliteAlertStore(SqliteReads):
             raise RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Storage is not open")
         self._queue.put_nowait(pending)
         return await pending.future
-
-    async def _write_forever(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._run_batch(batch)
-            except asyncio.CancelledError:
-                for pending in batch:  # callers get an error to report, not a cancellation
-                    _shut_out(pending)
-                raise
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
         db = self._conn()
