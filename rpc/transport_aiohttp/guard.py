@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -35,6 +34,7 @@ from rpc.addresses import UNKNOWN
 from rpc.client_errors import ClientErrorLog
 from rpc.errors import ErrorCode, RpcError
 from rpc.metrics import Metrics
+from rpc.transport_aiohttp.listener import ThrottledListener, bind
 
 log = logging.getLogger("alertwire.transport")
 
@@ -56,7 +56,7 @@ REFUSAL = (
 )
 
 _IDLE, _HEADERS, _IN_REQUEST, _LONG_LIVED = range(4)
-ACCEPT_BATCH = 4  # connections accepted per loop iteration (asyncio's event loop)
+ACCEPT_BATCH = 4  # connections accepted per loop iteration
 
 
 class ConnectionGuard:
@@ -240,17 +240,14 @@ class GuardedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET)
-        if self._reuse_address:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
-        sock.setblocking(False)
-        # asyncio accepts up to `backlog` waiting connections in one loop iteration: a burst of
-        # a thousand handshakes would all be set up before anything else ran. Accept a few per
-        # iteration, and keep the kernel's queue deep (listen again after asyncio's own
-        # listen) so a mass reconnect after a restart is queued, not dropped.
-        self._server = await loop.create_server(
-            self._guard.factory(server), sock=sock, backlog=ACCEPT_BATCH
+        # A few accepts per loop iteration on either loop (listener.py): a burst of
+        # handshakes must not run all at once ahead of everything else.
+        listener = ThrottledListener(
+            asyncio.get_running_loop(),
+            bind(self._host, self._port, reuse_address=self._reuse_address),
+            self._guard.factory(server),
+            batch=ACCEPT_BATCH,
+            backlog=self._backlog,
         )
-        sock.listen(self._backlog)
+        await listener.start_serving()
+        self._server = listener
