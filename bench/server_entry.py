@@ -5,7 +5,9 @@ chosen event loop, with an optional in-process publish loop (--mode service).
                                  [--progress PATH --workers P --hospital H]
                                  [--sse-stall-seconds S]
 
-Environment as for scripts/start_websocket_server.py. The first stdout line is the start
+Environment as for scripts/start_websocket_server.py; with BENCH_TRACEMALLOC=PATH the process
+traces its allocations and, on SIGUSR1, writes where its live memory was allocated to PATH
+(bench_connections --trace-memory). The first stdout line is the start
 script's banner ("... listening on http://HOST:PORT ..."). --standin replaces the healthcare
 router with bench/standin.py (RPC core only, no storage).
 
@@ -20,8 +22,10 @@ import argparse
 import asyncio
 import os
 import signal
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 
 from bench import standin
 from bench.inproc import publish_on_command
@@ -90,6 +94,9 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    trace_path = os.environ.get("BENCH_TRACEMALLOC")
+    if trace_path:
+        loop.add_signal_handler(signal.SIGUSR1, write_allocations, trace_path)
     task = None
     if args.progress:
         task = asyncio.create_task(publish_on_command(args.progress, args.workers, publish))
@@ -97,6 +104,24 @@ async def serve(args: argparse.Namespace) -> None:
     if task is not None:
         task.cancel()
     await server_main.stop(running)
+
+
+def write_allocations(path: str, top: int = 40) -> None:
+    """The allocation sites holding the most live memory now, one per line (size, count, the
+    innermost frames), written to `path` and then renamed into place."""
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
+    stats = snapshot.statistics("traceback")
+    total = sum(stat.size for stat in stats)
+    lines = [f"total {total} bytes in {sum(stat.count for stat in stats)} blocks"]
+    for stat in stats[:top]:
+        frames = " <- ".join(
+            f"{Path(frame.filename).name}:{frame.lineno}" for frame in reversed(stat.traceback)
+        )
+        lines.append(f"{stat.size} {stat.count} {frames}")
+    Path(path + ".tmp").write_text("\n".join(lines) + "\n")
+    os.replace(path + ".tmp", path)
 
 
 async def _none(seq: int) -> None:
@@ -113,6 +138,8 @@ def main() -> None:
     parser.add_argument("--sse-stall-seconds", type=float, default=None)
     args = parser.parse_args()
     logs.setup(os.environ.get("LOG_LEVEL", "WARNING"))
+    if os.environ.get("BENCH_TRACEMALLOC"):
+        tracemalloc.start(6)
     if args.loop == "uvloop":
         import uvloop
 

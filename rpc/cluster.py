@@ -23,6 +23,7 @@ tests) and `services.cluster_redis` (REDIS_URL). One contract suite runs on both
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -85,7 +86,25 @@ class ConnectionEntry:
             return None
         if not all(isinstance(h, str) for h in hospitals):
             return None
-        return cls(sub, role, frozenset(hospitals))
+        return cls(sub, sys.intern(role), shared_hospitals(frozenset(hospitals)))
+
+
+# Every node keeps an entry for every connection of the cluster, and most of them name the
+# same few sets of hospitals: one frozenset per distinct set instead of one per entry (about
+# 200 bytes each). The sets come from tokens this cluster signed, so they are few; the table
+# stops growing at a bound all the same.
+_HOSPITAL_SETS: dict[frozenset[str], frozenset[str]] = {}
+_HOSPITAL_SETS_MAX = 10_000
+
+
+def shared_hospitals(hospitals: frozenset[str]) -> frozenset[str]:
+    """An equal frozenset, the same object for every caller (while the table has room)."""
+    found = _HOSPITAL_SETS.get(hospitals)
+    if found is not None:
+        return found
+    if len(_HOSPITAL_SETS) < _HOSPITAL_SETS_MAX:
+        _HOSPITAL_SETS[hospitals] = hospitals
+    return hospitals
 
 
 class ClusterState(Protocol):

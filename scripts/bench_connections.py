@@ -22,6 +22,8 @@ the cores with the server, so the accept time is an upper bound.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -80,6 +82,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         subscribers=args.connections, standin=args.standin, loop=args.loop, dialect=args.dialect
     )
     progress = Progress.create(0)
+    if args.trace_memory:
+        args.trace_path = str(Path(progress.path).with_suffix(".memory"))
+        opts.server_env["BENCH_TRACEMALLOC"] = args.trace_path
     if args.nodes <= 1:
         server = start_server(opts, progress)
         try:
@@ -120,6 +125,7 @@ def hold(args: argparse.Namespace, servers: list[Server], secret: str) -> dict[s
         after_connect = [procstat.sample(pid) for pid in pids]
         time.sleep(SETTLE_S)
         held = [procstat.sample(pid) for pid in pids]
+        allocations = trace_memory(servers[0], args.trace_path) if args.trace_memory else None
         for _, conn in workers:
             conn.send(("exit",))
         for proc, _ in workers:
@@ -145,11 +151,30 @@ def hold(args: argparse.Namespace, servers: list[Server], secret: str) -> dict[s
             "rss_mib_held_per_node": [round(h.rss_kib / 1024, 1) for h in held],
             "rss_mib_peak": round(sum(h.peak_rss_kib for h in held) / 1024, 1),
             "kib_per_connection": round(delta_kib / max(connected, 1), 2),
+            "allocations": allocations,
         }
     finally:
         for proc, _ in workers:
             if proc.is_alive():
                 proc.kill()
+
+
+def trace_memory(server: Server, path: str) -> list[str] | None:
+    """Ask the server where its live memory was allocated (bench.server_entry, SIGUSR1)."""
+    if server.pid is None:
+        return None
+    target = Path(path)
+    target.unlink(missing_ok=True)
+    os.kill(server.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 120
+    while not target.exists():
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+    lines = target.read_text().splitlines()
+    for line in lines[:25]:
+        print(line)
+    return lines
 
 
 def main() -> int:
@@ -164,6 +189,12 @@ def main() -> int:
     parser.add_argument("--dialect", choices=["jsonrpc", "trpc"], default="jsonrpc")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--standin", action="store_true", help="RPC core with an in-memory hub")
+    parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="trace the server's allocations and print where the held memory lives "
+        "(one node; tracing adds its own memory, so the RSS figure is not comparable)",
+    )
     parser.add_argument("--name", default=None)
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()

@@ -32,6 +32,41 @@ CLOSE_GRACE_S = 2.0
 CLOSE_SLOW_CONSUMER = 4008
 
 
+class Flag:
+    """`asyncio.Event`'s set/clear/wait without its per-instance deque of waiters: every
+    connection holds two of these for its whole life, idle or not. One future, made when
+    someone waits, is shared by every waiter; each waits through a shield, so a waiter that
+    is cancelled (a timeout) does not cancel the others' wait."""
+
+    __slots__ = ("_future", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._future: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        future = self._future
+        if future is not None:
+            self._future = None
+            if not future.done():
+                future.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        future = self._future
+        if future is None:
+            future = self._future = asyncio.get_running_loop().create_future()
+        await asyncio.shield(future)
+
+
 class Outbound:
     """Base: subclasses implement `_write_many` and `_finish`."""
 
@@ -49,15 +84,25 @@ class Outbound:
         self.charged = 0  # this connection's share of the budget, as last measured
         self._limit_frames = limits.send_queue_frames
         self._limit_bytes = limits.send_queue_bytes
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes] | None = None  # made on first use: most never need one
         self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
+        self._wakeup = Flag()
         self._closing: tuple[int, str] | None = None
         self._give_up: asyncio.TimerHandle | None = None
-        self.finished = asyncio.Event()
+        self.finished = Flag()
         self.on_finished: Callable[[], None] | None = None
         self.overflowed = False
-        self._task = asyncio.create_task(self._run(), name="outbound")
+        self._task: asyncio.Task[None] | None = None
+        if self.EAGER_WRITER:
+            self._start_writer()
+
+    # Whether the writer task runs from the start (SSE: every write goes through it) or only
+    # once it has work (WebSocket: frames are written directly until the socket is slow).
+    EAGER_WRITER = True
+
+    def _start_writer(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbound")
 
     @property
     def closing(self) -> bool:
@@ -66,9 +111,12 @@ class Outbound:
     def send(self, frame: bytes) -> None:
         if self._closing is not None:
             return
-        self._queue.append(frame)
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(frame)
         self._queued_bytes += len(frame)
-        if len(self._queue) > self._limit_frames or self._queued_bytes > self._limit_bytes:
+        if len(queue) > self._limit_frames or self._queued_bytes > self._limit_bytes:
             self._metrics.slow_consumer_closes.inc()
             self.overflow()
             return
@@ -93,7 +141,7 @@ class Outbound:
         """Too far behind: drop what is queued and close (4008); the client resumes by
         `lastEventId`."""
         self.overflowed = True
-        self._queue.clear()
+        self._queue = None
         self._queued_bytes = 0
         self._charge(0)
         self.close(CLOSE_SLOW_CONSUMER, "Send queue full; reconnect and resume")
@@ -101,6 +149,7 @@ class Outbound:
     def close(self, code: int, reason: str) -> None:
         if self._closing is None:
             self._closing = (code, reason)
+            self._start_writer()
             self._wakeup.set()
             # The writer may be waiting for a socket the client no longer reads: bound the
             # whole close (flush, close frame) rather than only its last step.
@@ -116,7 +165,7 @@ class Outbound:
     def _finished(self) -> None:
         """The writer ended (closed, aborted or cancelled)."""
         self._closing = self._closing or (1006, "")
-        self._queue.clear()
+        self._queue = None
         self._queued_bytes = 0
         self._charge(0)
         self._budget.leave(self)
@@ -132,7 +181,7 @@ class Outbound:
             while True:
                 while self._queue:
                     batch = list(self._queue)
-                    self._queue.clear()
+                    self._queue = None
                     self._queued_bytes = 0
                     await self._write_many(batch)
                     self._charge(self.backlog())
@@ -157,10 +206,11 @@ class Outbound:
         self.close(1000, "")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.finished.wait()), grace_s)
-        if not self._task.done():
-            self._task.cancel()
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     async def _write_many(self, frames: list[bytes]) -> None:
         raise NotImplementedError
@@ -195,8 +245,11 @@ class WsOutbound(Outbound):
 
     aiohttp's own writer also writes whole frames synchronously (pong, ping, close), so the
     two never interleave inside a frame. Only when the socket is slow does the writer task
-    take over: it waits for the transport to drain and writes the queue in order.
+    take over: it waits for the transport to drain and writes the queue in order. That task
+    starts only then (or at the close): an idle connection holds none.
     """
+
+    EAGER_WRITER = False
 
     def __init__(
         self,
@@ -250,6 +303,7 @@ class WsOutbound(Outbound):
             self._charge(buffered)
         if buffered > HIGH_WATER_BYTES and not self._blocked:
             self._blocked = True
+            self._start_writer()
             self._wakeup.set()
 
     async def _run(self) -> None:
@@ -279,7 +333,7 @@ class WsOutbound(Outbound):
             if not self._queue:
                 break
             batch = list(self._queue)
-            self._queue.clear()
+            self._queue = None
             self._queued_bytes = 0
             transport = self._request.transport
             if transport is None or transport.is_closing():

@@ -221,3 +221,13 @@ async def test_health_names_the_node(make_node: MakeNode) -> None:
     health = await a.health()
     assert health["node"] == "node-a"
     assert health.get("bus", "ok") == "ok"
+
+
+def test_decoded_entries_share_their_hospital_sets_and_roles() -> None:
+    first = ConnectionEntry.from_json({"s": "u1", "r": "nurse", "h": ["h2", "h1"]})
+    second = ConnectionEntry.from_json({"s": "u2", "r": "nurse", "h": ["h1", "h2"]})
+    assert first is not None
+    assert second is not None
+    assert first.hospitals == frozenset({"h1", "h2"})
+    assert first.hospitals is second.hospitals
+    assert first.role is second.role
