@@ -14,12 +14,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench import procstat, stats
+from bench import procstat, stages, stats
 from bench.loadgen import WorkerSpec, run_worker
 from bench.progress import DONE, ERRORS, PUBLISHED, STARTED_US, Pacer, Progress
 from bench.publisher import MutationPublisher
@@ -53,6 +53,7 @@ class Options:
     profile: str | None = None  # a path: py-spy records the server while publishing
     server_env: dict[str, str] = field(default_factory=dict)
     pin: bool = False  # the server on one core, load generators and publisher on the others
+    stages: bool = False  # Alertwire times each alert's stages inside (bench/stages.py)
 
 
 def cores(pin: bool) -> tuple[set[int] | None, set[int] | None]:
@@ -274,6 +275,12 @@ class Profiler:
 def run_round(opts: Options) -> dict[str, Any]:
     pin_to(os.getpid(), cores(opts.pin)[1])  # the publisher runs here
     dialect = dialect_for(opts)
+    stages_path: Path | None = None
+    if opts.stages and opts.target == "alertwire" and opts.url is None:
+        handle, name = tempfile.mkstemp(prefix="alertwire-stages-", suffix=".json")
+        os.close(handle)
+        stages_path = Path(name)
+        opts = replace(opts, server_env={**opts.server_env, "BENCH_STAGES": name})
     progress = Progress.create(opts.workers if opts.subscribers else 0)
     server = start_server(opts, progress)
     workers: list[Worker] = []
@@ -298,11 +305,18 @@ def run_round(opts: Options) -> dict[str, Any]:
             conn.send(("exit",))
         for proc, _ in workers:
             proc.join(10)
-        return _report(
+        report = _report(
             opts, dialect, publish, results, connected, connect_errors, before, after, wall0, wall1
         )
     finally:
         stop_all(workers, server, progress)
+    if stages_path is not None:
+        summary = stages.read(stages_path)
+        stages_path.unlink(missing_ok=True)
+        if summary is not None:
+            report["stages"] = summary
+            print(stages.table(summary), flush=True)
+    return report
 
 
 def _publish(opts: Options, server: Server, progress: Progress, dialect: str) -> dict[str, Any]:

@@ -7,9 +7,10 @@ chosen event loop, with an optional in-process publish loop (--mode service).
 
 Environment as for scripts/start_websocket_server.py; with BENCH_TRACEMALLOC=PATH the process
 traces its allocations and, on SIGUSR1, writes where its live memory was allocated to PATH
-(bench_connections --trace-memory). The first stdout line is the start
-script's banner ("... listening on http://HOST:PORT ..."). --standin replaces the healthcare
-router with bench/standin.py (RPC core only, no storage).
+(bench_connections --trace-memory); with BENCH_STAGES=PATH it times each alert's stages inside
+the server and writes them to PATH when it stops (bench/stages.py, bench_fanout --stages).
+The first stdout line is the start script's banner ("... listening on http://HOST:PORT ...").
+--standin replaces the healthcare router with bench/standin.py (RPC core only, no storage).
 
 --mode service publishes through the domain's service, skipping the RPC edge: the alert is
 created and committed by the service as the mutation would, so the figure separates the cost of
@@ -30,6 +31,7 @@ from pathlib import Path
 from bench import standin
 from bench.inproc import publish_on_command
 from bench.publisher import alert_input
+from bench.stages import StageRecorder
 from routers import system
 from rpc.connections import ConnectionRegistry
 from rpc.dispatch import Dispatcher
@@ -89,6 +91,11 @@ async def serve(args: argparse.Namespace) -> None:
     else:
         running = await server_main.start(config)
         publish = domain_publisher(running, args.hospital) if args.progress else _none
+    stages_path = os.environ.get("BENCH_STAGES")
+    recorder = None
+    if stages_path and not args.standin:
+        recorder = StageRecorder()
+        recorder.install(running)
     print(server_main.describe(config, running.port), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -104,6 +111,8 @@ async def serve(args: argparse.Namespace) -> None:
     if task is not None:
         task.cancel()
     await server_main.stop(running)
+    if recorder is not None and stages_path:
+        recorder.write(stages_path)
 
 
 def write_allocations(path: str, top: int = 40) -> None:

@@ -71,6 +71,12 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         help="one server",
     )
     p.add_argument(
+        "--stages",
+        action="store_true",
+        help="time each alert's stages inside Alertwire (call, commit, hand-off, socket write) "
+        "from its scheduled send, and print them (bench/stages.py)",
+    )
+    p.add_argument(
         "--pin",
         action="store_true",
         help="server on one core, load generators and publisher on the others (2+ cores)",
@@ -118,6 +124,7 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         standin=args.standin,
         profile=args.profile,
         pin=args.pin,
+        stages=args.stages,
         server_env={"DATABASE_URL": args.database_url} if args.database_url else {},
     )
     return opts, args
