@@ -36,6 +36,7 @@ from rpc.errors import ErrorCode, RpcError, parse_error
 from rpc.jsoncost import measure
 from rpc.limits import Limits, RateLimiter, rate_limiter
 from rpc.metrics import Metrics
+from rpc.revocation import Revocations
 from rpc.router import Kind
 from rpc.subscription import Envelope, Subscription
 
@@ -81,8 +82,10 @@ class Session:
         metrics: Metrics | None = None,
         admit: Callable[[Principal], None] | None = None,
         refused: Callable[[str, str], None] | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        self.revocations = revocations
         self.transport = transport
         self.auth = auth
         self.limits = limits
@@ -368,6 +371,8 @@ class Session:
             if not isinstance(token, str) or not token:
                 raise TokenError("Missing token", "missing")
             principal = verify_token(token, self.auth)
+            if self.revocations is not None and self.revocations.refuses(principal):
+                raise TokenError("Token revoked", "revoked")
         except TokenError as exc:
             self.metrics.auth_failures.inc(exc.reason)
             self.refused("auth", f"token refused ({exc.reason})")
@@ -427,6 +432,18 @@ class Session:
         for sub in list(self.subscriptions.values()):
             sub.finish(error)
         self.transport.close(CLOSE_UNAUTHORIZED, "Token expired")
+        self.shutdown()
+
+    def close_unauthorized(self, message: str) -> None:
+        """Close this connection now (4001) as no longer authorised (an admin disconnected the
+        user, or revoked its token): each subscription ends with the error, in its dialect,
+        before the socket or stream closes."""
+        if self.closed:
+            return
+        error = RpcError(ErrorCode.UNAUTHORIZED, message)
+        for sub in list(self.subscriptions.values()):
+            sub.finish(error)
+        self.transport.close(CLOSE_UNAUTHORIZED, message)
         self.shutdown()
 
     def _auth_timed_out(self) -> None:
