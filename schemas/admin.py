@@ -19,7 +19,9 @@ class AdminStatsInput(InputModel):
     """Stats of every node; with `hospitalId`, only connections whose token grants that
     hospital and, of their subscriptions, those for it."""
 
-    hospital_id: HospitalId | None = None
+    # The scope marker on the field itself: inside an Optional, HospitalId's would not be
+    # seen by the router's access check.
+    hospital_id: HospitalId | None = Field(default=None, json_schema_extra={"x-scope": "hospital"})
 
 
 class NodeStats(WireModel):
