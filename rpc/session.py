@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from rpc import jsonrpc, trpc
+from rpc import jsonrpc, log_context, trpc
 from rpc.auth import AuthConfig, TokenError, verify_token
 from rpc.connections import ConnectionRegistry
 from rpc.context import Context, Principal
@@ -96,6 +96,8 @@ class Session:
         # The transport passes the server's; a session built on its own counts privately.
         self.metrics = metrics if metrics is not None else Metrics()
         self.id = f"c{next(_ids)}"
+        # The transport's task handles this connection: its log lines name it from here on.
+        log_context.bind(connection_id=self.id)
         self.principal: Principal | None = None
         self.subscriptions: dict[tuple[str, Any], Subscription] = {}
         self.used_trpc = False
@@ -402,6 +404,7 @@ class Session:
 
     def set_principal(self, principal: Principal) -> None:
         self.principal = principal
+        log_context.bind(user_id=principal.sub)
         if self._auth_deadline is not None:
             self._auth_deadline.cancel()
             self._auth_deadline = None

@@ -82,6 +82,7 @@ class AdminService:
         await self.cluster.publish(StatsRequested(request_id=request_id, hospital_id=hospital_id))
         expected = {self.cluster.node_id, *self.cluster.node_connections()}
         answers: dict[str, NodeStats] = {}
+        await asyncio.sleep(0)  # this node's own answer is a task: let it run first
         deadline = time.monotonic() + STATS_WAIT_S
         while True:
             for node in sorted(expected - answers.keys()):
