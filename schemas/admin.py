@@ -35,7 +35,7 @@ class NodeStats(WireModel):
 
 class StatsTotals(WireModel):
     connections: int
-    users: int = Field(description="Sum over the nodes: a user on two nodes counts twice.")
+    users: int = Field(description="Distinct users: one connected to two nodes counts once.")
     subscriptions: int
 
 

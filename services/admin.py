@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rpc.admin_control import NodeStats, StatsRequested, UserDisconnected, stats_key
-from rpc.cluster import ClusterState, ClusterUnavailable
+from rpc.cluster import ClusterState, ClusterUnavailable, ConnectionEntry
 from rpc.revocation import Revocations, TokensRevoked
 from services.revocations import RevocationStore
 
@@ -36,14 +36,11 @@ RELOAD_S = 5.0
 @dataclass(frozen=True, slots=True)
 class ClusterStats:
     nodes: list[NodeStats]
+    users: int  # distinct across the cluster: a user connected to two nodes counts once
 
     @property
     def connections(self) -> int:
         return sum(n.connections for n in self.nodes)
-
-    @property
-    def users(self) -> int:
-        return sum(n.users for n in self.nodes)
 
     @property
     def subscriptions(self) -> int:
@@ -99,14 +96,18 @@ class AdminService:
         for node in expected - answers.keys():
             # Silent (busy, or an older version): what every node's view says of it.
             answers[node] = self._from_view(node, hospital_id)
-        return ClusterStats([answers[node] for node in sorted(answers)])
+        users = {e.sub for node in answers for e in self._entries(node, hospital_id)}
+        return ClusterStats([answers[node] for node in sorted(answers)], len(users))
 
-    def _from_view(self, node: str, hospital_id: str | None) -> NodeStats:
-        entries = [
+    def _entries(self, node: str, hospital_id: str | None) -> list[ConnectionEntry]:
+        return [
             e
             for e in self.cluster.node_entries(node).values()
             if hospital_id is None or hospital_id in e.hospitals
         ]
+
+    def _from_view(self, node: str, hospital_id: str | None) -> NodeStats:
+        entries = self._entries(node, hospital_id)
         return NodeStats(node, len(entries), len({e.sub for e in entries}), {})
 
     async def disconnect(self, admin: str, sub: str) -> int:
@@ -119,13 +120,13 @@ class AdminService:
 
     async def revoke_user(self, admin: str, sub: str, issued_before: float | None) -> None:
         before = self.clock() if issued_before is None else issued_before
-        self._used("revoke_user", admin, "revoked a user's tokens", sub)
         await self.store.revoke_subject(sub, before, self.clock(), admin)
+        self._used("revoke_user", admin, "revoked a user's tokens", sub)
         await self._broadcast(TokensRevoked(sub=sub, issued_before=before))
 
     async def revoke_token(self, admin: str, jti: str) -> None:
-        self._used("revoke_token", admin, "revoked one token")
         await self.store.revoke_token(jti, self.clock(), admin)
+        self._used("revoke_token", admin, "revoked one token")
         await self._broadcast(TokensRevoked(jti=jti))
 
     async def _broadcast(self, message: TokensRevoked) -> None:

@@ -55,6 +55,7 @@ async def test_stats_are_answered_by_every_node_and_a_silent_one_comes_from_the_
         ("node-b", 0, 0),
         ("node-c", 2, 1),
     ]
+    assert stats.users == 3  # distinct users in the cluster's view
     by_hospital = await AdminService(NoStore(), a).stats("admin-1", "h2")
     assert [(n.node, n.connections) for n in by_hospital.nodes][-1] == ("node-c", 1)
 

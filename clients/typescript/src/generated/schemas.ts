@@ -361,7 +361,7 @@ export interface Revoked {
 
 export interface StatsTotals {
   connections: number;
-  /** Sum over the nodes: a user on two nodes counts twice. */
+  /** Distinct users: one connected to two nodes counts once. */
   users: number;
   subscriptions: number;
 }
