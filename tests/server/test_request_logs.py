@@ -157,3 +157,24 @@ def test_the_text_format_has_the_same_fields_for_a_terminal() -> None:
     )
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         logs.formatter("xml")
+
+
+async def test_every_line_a_request_causes_carries_its_request_id(tmp_path: Path) -> None:
+    admin = token("admin-1", "admin", ["h1"])
+    async with running_server(tmp_path) as running, aiohttp.ClientSession() as http:
+        with captured() as found:
+            async with http.post(
+                f"http://127.0.0.1:{running.port}/api/trpc/admin.revokeTokens",
+                data=orjson.dumps({"sub": "nurse-3"}),
+                headers={
+                    "Authorization": f"Bearer {admin}",
+                    "Content-Type": "application/json",
+                    "X-Request-Id": "rq-7",
+                },
+            ) as resp:
+                assert resp.status == 200
+                assert resp.headers["X-Request-Id"] == "rq-7"
+    ours = [e for e in parsed(found) if str(e["logger"]).startswith("alertwire")]
+    assert {e["event"] for e in ours} >= {"call", "admin admin-1 revoked a user's tokens: nurse-3"}
+    assert all(e.get("request_id") == "rq-7" for e in ours), ours
+    assert all(e.get("user_id") == "admin-1" for e in ours), ours
