@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from routers import healthcare, system
+from routers import admin, healthcare, system
 from rpc.router import Router
 
-app_router = Router.merge(system=system.router, healthcare=healthcare.router)
+app_router = Router.merge(system=system.router, healthcare=healthcare.router, admin=admin.router)

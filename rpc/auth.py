@@ -111,12 +111,17 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         raise unauthorized("Token claim 'exp' must be a number", "bad_claim")
     if name is not None and not isinstance(name, str):
         name = None
+    iat = claims.get("iat")  # PyJWT has checked that a present `iat` is a number
+    issued_at = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else None
+    jti = claims.get("jti")
     return Principal(
         sub=sub,
         role=str(role),
         hospitals=frozenset(hospitals),
         expires_at=float(exp),
         name=name,
+        issued_at=issued_at,
+        jti=jti if isinstance(jti, str) and 0 < len(jti) <= 256 else None,
     )
 
 
@@ -140,6 +145,7 @@ def issue_token(
     now: float,
     name: str | None = None,
     private_key: str | bytes | None = None,
+    jti: str | None = None,
 ) -> str:
     """Mint a token (development tools and tests). Public-key setups need `private_key`."""
     claims: dict[str, Any] = {
@@ -151,6 +157,8 @@ def issue_token(
     }
     if name:
         claims["name"] = name
+    if jti:
+        claims["jti"] = jti
     if config.issuer:
         claims["iss"] = config.issuer
     if config.audience:

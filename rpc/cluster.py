@@ -127,6 +127,8 @@ class ClusterState(Protocol):
 
     def node_connections(self) -> dict[str, int]: ...
 
+    def node_entries(self, node: str) -> dict[str, ConnectionEntry]: ...
+
     def on_presence(self, listener: PresenceListener) -> Unsubscribe: ...
 
     # --- broadcast ---------------------------------------------------------------------------
@@ -288,6 +290,10 @@ class ViewReads:
 
     def node_connections(self) -> dict[str, int]:
         return self.view.node_connections()
+
+    def node_entries(self, node: str) -> dict[str, ConnectionEntry]:
+        """A node's live connections by id (admin.stats, for a node that does not answer)."""
+        return self.view.entries(node)
 
     def on_presence(self, listener: PresenceListener) -> Unsubscribe:
         return self.view.subscribe(listener)

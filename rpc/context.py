@@ -21,6 +21,9 @@ class Principal:
     hospitals: frozenset[str]
     expires_at: float  # unix seconds
     name: str | None = None
+    # For revocation (rpc.revocation): `iat` (None when the token has none) and `jti`.
+    issued_at: float | None = None
+    jti: str | None = None
 
     def can_access(self, hospital_id: str) -> bool:
         # admin too only where listed (CONTRACT 5)

@@ -7,16 +7,23 @@ params valid, allowed (role and hospital), then the procedure (CONTRACT 3c).
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel
 
+from rpc import log_context
 from rpc.context import Context
 from rpc.errors import ErrorCode, RpcError, method_not_found
 from rpc.metrics import CallMetrics
 from rpc.router import Kind, Procedure, Router
+
+log = logging.getLogger("alertwire.calls")
+
+# Outcomes that are the server's fault, logged at WARNING; every other call at DEBUG.
+SERVER_FAULTS = frozenset({"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT"})
 
 
 class Dispatcher:
@@ -63,19 +70,29 @@ class Dispatcher:
     async def run(self, ctx: Context, proc: Procedure, raw_input: Any) -> bytes:
         """`prepare`, then `call`: every query and mutation of every dialect and transport
         comes through here, so this is where it is timed and counted (by declared path and
-        outcome, "ok" or the error's name)."""
-        calls = self.calls
-        if calls is None:
-            return await self.call(ctx, proc, self.prepare(ctx, proc, raw_input))
+        outcome, "ok" or the error's name) and logged (rpc.log_context: the call's lines say
+        its procedure, connection and user)."""
+        principal = ctx.principal
+        bound = log_context.bind(
+            connection_id=ctx.connection_id,
+            user_id=principal.sub if principal is not None else None,
+            procedure=proc.path,
+        )
         start = time.perf_counter()
+        outcome = "ok"
         try:
-            result = await self.call(ctx, proc, self.prepare(ctx, proc, raw_input))
+            return await self.call(ctx, proc, self.prepare(ctx, proc, raw_input))
         except Exception as exc:
             outcome = exc.code.name if isinstance(exc, RpcError) else "INTERNAL_SERVER_ERROR"
-            calls.observe(proc.path, outcome, time.perf_counter() - start)
             raise
-        calls.observe(proc.path, "ok", time.perf_counter() - start)
-        return result
+        finally:
+            seconds = time.perf_counter() - start
+            if self.calls is not None:
+                self.calls.observe(proc.path, outcome, seconds)
+            level = logging.WARNING if outcome in SERVER_FAULTS else logging.DEBUG
+            if log.isEnabledFor(level):
+                log.log(level, "call", extra={"duration_ms": seconds * 1000, "outcome": outcome})
+            log_context.reset(bound)
 
     async def call(self, ctx: Context, proc: Procedure, params: BaseModel | None) -> bytes:
         """Run a query or mutation; returns the encoded output."""

@@ -63,7 +63,10 @@ AUTH_FAILURE_REASONS = (
     "missing_claim",
     "bad_claim",
     "not_configured",
+    "revoked",
 )
+# What services.admin.AdminService counts (rpc.admin_control.ADMIN_ACTIONS' values).
+ADMIN_ACTIONS = ("stats", "disconnect", "revoke_user", "revoke_token")
 BAD_FRAME_REASONS = (
     "parse",
     "binary",
@@ -239,6 +242,18 @@ class Metrics:
             "alertwire_subscriptions_by_kind",
             "Live subscriptions by transport and kind (the subscription procedure's path).",
             {"transport": ("ws", "sse"), "kind": ()},
+        )
+        self.admin_actions = r.counter(
+            "alertwire_admin_actions_total",
+            "Uses of the admin procedures on this node (each is logged with the admin's sub).",
+            "action",
+            ADMIN_ACTIONS,
+        )
+        self.admin_closes = r.counter(
+            "alertwire_admin_closed_connections_total",
+            "Connections on this node closed (4001) by admin.disconnect or a token revocation.",
+            "reason",
+            ("disconnect", "revoked"),
         )
         self.calls = CallMetrics(r)
         self.commit_seconds = r.histogram(

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from rpc import jsonrpc, trpc
+from rpc import jsonrpc, log_context, trpc
 from rpc.auth import AuthConfig, TokenError, verify_token
 from rpc.connections import ConnectionRegistry
 from rpc.context import Context, Principal
@@ -36,6 +36,7 @@ from rpc.errors import ErrorCode, RpcError, parse_error
 from rpc.jsoncost import measure
 from rpc.limits import Limits, RateLimiter, rate_limiter
 from rpc.metrics import Metrics
+from rpc.revocation import Revocations
 from rpc.router import Kind
 from rpc.subscription import Envelope, Subscription
 
@@ -81,8 +82,10 @@ class Session:
         metrics: Metrics | None = None,
         admit: Callable[[Principal], None] | None = None,
         refused: Callable[[str, str], None] | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        self.revocations = revocations
         self.transport = transport
         self.auth = auth
         self.limits = limits
@@ -93,6 +96,8 @@ class Session:
         # The transport passes the server's; a session built on its own counts privately.
         self.metrics = metrics if metrics is not None else Metrics()
         self.id = f"c{next(_ids)}"
+        # The transport's task handles this connection: its log lines name it from here on.
+        log_context.bind(connection_id=self.id)
         self.principal: Principal | None = None
         self.subscriptions: dict[tuple[str, Any], Subscription] = {}
         self.used_trpc = False
@@ -368,6 +373,8 @@ class Session:
             if not isinstance(token, str) or not token:
                 raise TokenError("Missing token", "missing")
             principal = verify_token(token, self.auth)
+            if self.revocations is not None and self.revocations.refuses(principal):
+                raise TokenError("Token revoked", "revoked")
         except TokenError as exc:
             self.metrics.auth_failures.inc(exc.reason)
             self.refused("auth", f"token refused ({exc.reason})")
@@ -397,6 +404,7 @@ class Session:
 
     def set_principal(self, principal: Principal) -> None:
         self.principal = principal
+        log_context.bind(user_id=principal.sub)
         if self._auth_deadline is not None:
             self._auth_deadline.cancel()
             self._auth_deadline = None
@@ -427,6 +435,18 @@ class Session:
         for sub in list(self.subscriptions.values()):
             sub.finish(error)
         self.transport.close(CLOSE_UNAUTHORIZED, "Token expired")
+        self.shutdown()
+
+    def close_unauthorized(self, message: str) -> None:
+        """Close this connection now (4001) as no longer authorised (an admin disconnected the
+        user, or revoked its token): each subscription ends with the error, in its dialect,
+        before the socket or stream closes."""
+        if self.closed:
+            return
+        error = RpcError(ErrorCode.UNAUTHORIZED, message)
+        for sub in list(self.subscriptions.values()):
+            sub.finish(error)
+        self.transport.close(CLOSE_UNAUTHORIZED, message)
         self.shutdown()
 
     def _auth_timed_out(self) -> None:

@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"issue_token: {exc}", file=sys.stderr)
         return 2
     now = time.time()
+    jti = uuid.uuid4().hex  # lets an admin revoke this one token (admin.revokeTokens)
     token = issue_token(
         config,
         sub=args.sub,
@@ -102,11 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         ttl_seconds=args.ttl,
         now=now,
         name=args.name,
+        jti=jti,
     )
     expires = datetime.fromtimestamp(int(now + args.ttl), tz=UTC).isoformat()
     print(
         f"token for sub={args.sub} role={args.role} hospitals={','.join(hospitals)}, "
-        f"expires {expires}, signed with the key from {source}",
+        f"expires {expires}, jti {jti}, signed with the key from {source}",
         file=sys.stderr,
     )
     print(token if args.url is None else dashboard_url(args.url, token))

@@ -72,14 +72,24 @@ MARK_COLUMNS = ("hospital_id", "pruned_through")
 # createAlert retries keep working across the move: a device that retries with its key after
 # the copy gets the alert it raised before it.
 KEY_COLUMNS = ("hospital_id", "idempotency_key", "alert_id", "created_ts")
+# Revoked tokens stay revoked across the move (admin.revokeTokens).
+REVOCATION_COLUMNS = ("kind", "value", "issued_before", "revoked_ts", "revoked_by")
 COPIED = {
     "alerts": ALERT_COLUMNS,
     "events": EVENT_COLUMNS,
     "prune_marks": MARK_COLUMNS,
     "idempotency_keys": KEY_COLUMNS,
+    "token_revocations": REVOCATION_COLUMNS,
 }
 # Tables the target must not hold rows in (the copy would collide with them or renumber them).
-TARGET_TABLES = ("alerts", "events", "event_counters", "prune_marks", "idempotency_keys")
+TARGET_TABLES = (
+    "alerts",
+    "events",
+    "event_counters",
+    "prune_marks",
+    "idempotency_keys",
+    "token_revocations",
+)
 
 
 class Refused(Exception):
@@ -92,13 +102,15 @@ class Report:
     events: int = 0
     prune_marks: int = 0
     keys: int = 0
+    revocations: int = 0
     hospitals: dict[str, int] = field(default_factory=dict)  # hospital -> last position
     skipped_empty: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [
             f"copied {self.alerts} alerts, {self.events} events, {self.prune_marks} prune "
-            f"marks and {self.keys} idempotency keys of {len(self.hospitals)} hospitals"
+            f"marks and {self.keys} idempotency keys of {len(self.hospitals)} hospitals",
+            f"copied {self.revocations} token revocations",
         ]
         for hospital, last in sorted(self.hospitals.items()):
             out.append(f"  {hospital}: new events continue after {last:016d}")
@@ -219,6 +231,9 @@ async def copy(source: Path, target_url: str) -> Report:
             report.events = await _copy_table(conn, db, "events", EVENT_COLUMNS)
             report.prune_marks = await _copy_table(conn, db, "prune_marks", MARK_COLUMNS)
             report.keys = await _copy_table(conn, db, "idempotency_keys", KEY_COLUMNS)
+            report.revocations = await _copy_table(
+                conn, db, "token_revocations", REVOCATION_COLUMNS
+            )
             report.hospitals = await _set_positions(conn)
     finally:
         await conn.close()

@@ -17,13 +17,18 @@ from services import faults  # noqa: E402
 
 
 def main() -> int:
-    logs.setup(os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        logs.setup(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "json"))
+    except ValueError as exc:
+        print(f"alertwire: cannot start: {exc}", file=sys.stderr)
+        return 2
     faults.arm(os.environ)  # test aids only (services/faults.py); inert when unset
     try:
         config = server_config.load()
     except server_config.ConfigError as exc:
         print(f"alertwire: cannot start: {exc}", file=sys.stderr)
         return 2
+    logs.set_node(config.cluster.node_id)
     try:
         import uvloop
     except ImportError:  # optional (the `fast` extra): the standard loop serves as well

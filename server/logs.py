@@ -1,7 +1,9 @@
-"""Structured logs: one JSON object per line on stderr. Messages never carry tokens or
-patient data; the code logs ids and counts, not payloads. As a second line of defence the
-formatter blanks anything shaped like a JWT or a bearer credential (say, in a library's
-exception text).
+"""Structured logs: one JSON object per line on stderr (LOG_FORMAT=json, the default), or
+readable lines for a terminal (LOG_FORMAT=text). Each line names the node, and the request id,
+connection, user and procedure of the work it belongs to (rpc.log_context). Messages never
+carry tokens, keys, notes or patient data; the code logs ids and counts, not payloads. As a
+second line of defence the formatter blanks anything shaped like a JWT or a bearer credential
+(say, in a library's exception text).
 
 aiohttp logs a request its parser refuses (a bad request line, header, URL or body framing)
 as "Error handling request" with a traceback that quotes the offending bytes. `setup()` puts
@@ -19,6 +21,7 @@ import time
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
+from rpc import log_context
 from rpc.client_errors import LOGGER as CLIENT_ERRORS
 from rpc.client_errors import ClientErrorLog
 
@@ -35,18 +38,82 @@ def redact(text: str) -> str:
     return _BEARER.sub(r"\1" + REDACTED, _JWT.sub(REDACTED, text))
 
 
+# Fields a record may carry in `extra` (logger.info(..., extra={...})) that become fields of
+# the line: measures and ids only. Anything else passed in `extra` is left out.
+EXTRA_FIELDS = ("duration_ms", "outcome", "admin", "action", "target")
+FORMATS = ("json", "text")
+
+
+def _time(record: logging.LogRecord) -> str:
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        + f".{int(record.msecs):03d}Z"
+    )
+
+
+def _fields(record: logging.LogRecord) -> dict[str, object]:
+    """The request context (rpc.log_context) and the record's known extras, without Nones."""
+    ctx = log_context.current()
+    fields: dict[str, object] = {
+        "request_id": ctx.request_id,
+        "connection_id": ctx.connection_id,
+        "user_id": ctx.user_id,
+        "procedure": ctx.procedure,
+    }
+    for name in EXTRA_FIELDS:
+        value = getattr(record, name, None)
+        if isinstance(value, float):
+            value = round(value, 3)
+        fields[name] = value if isinstance(value, int | float) else _short(value)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _short(value: object) -> str | None:
+    return None if value is None else redact(str(value))[:256]
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, event (the message), node, then the
+    request's ids, procedure, duration and outcome when there are any, and `exc`."""
+
+    def __init__(self, node: str | None = None) -> None:
+        super().__init__()
+        self.node = node
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": _time(record),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "event": redact(record.getMessage()),
         }
+        if self.node is not None:
+            entry["node"] = self.node
+        entry.update(_fields(record))
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(entry).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """The same fields for a person at a terminal (LOG_FORMAT=text): one line each, then the
+    traceback if any."""
+
+    def __init__(self, node: str | None = None) -> None:
+        super().__init__()
+        self.node = node
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _fields(record)
+        if self.node is not None:
+            fields = {"node": self.node, **fields}
+        tail = " ".join(f"{k}={v}" for k, v in fields.items())
+        line = f"{_time(record)} {record.levelname:<7} {record.name}: {redact(record.getMessage())}"
+        if tail:
+            line += f"  [{tail}]"
+        if record.exc_info:
+            line += "\n" + redact(self.formatException(record.exc_info))
+        return line
 
 
 class AiohttpClientErrors(logging.Filter):
@@ -105,11 +172,30 @@ def route_client_errors(errors: ClientErrorLog) -> bool:
     return routed
 
 
-def setup(level: str = "INFO") -> None:
+def formatter(fmt: str = "json", node: str | None = None) -> logging.Formatter:
+    if fmt not in FORMATS:
+        raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    return JsonFormatter(node) if fmt == "json" else TextFormatter(node)
+
+
+def setup(level: str = "INFO", fmt: str = "json", node: str | None = None) -> None:
+    """Log to stderr at `level` in `fmt` ("json": one object per line, the default for
+    machines; "text": for a person at a terminal)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(formatter(fmt, node))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiosqlite's DEBUG lines quote each statement's arguments (an input's text among them).
+    logging.getLogger("aiosqlite").setLevel(max(root.level, logging.INFO))
     install_client_error_filter(root.level)
+
+
+def set_node(node: str) -> None:
+    """Name this node in every line from now on (its NODE_ID is known once the configuration
+    is read, after logging is set up)."""
+    for handler in logging.getLogger().handlers:
+        found = handler.formatter
+        if isinstance(found, JsonFormatter | TextFormatter):
+            found.node = node

@@ -83,7 +83,9 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Ser
         origins=config.origins,
         metrics=Metrics(node=config.cluster.node_id, latency=config.latency_metrics),
         metrics_token=config.metrics_token,
+        revocations=services.admin.revocations,
     )
+    services.admin.counted = state.metrics.admin_actions.inc
     observe_latency(services, state.metrics)
     app = create_app(state, site_dir=DASHBOARD_DIR)
     app[HEALTH_KEY].append(services.health)

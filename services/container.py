@@ -15,6 +15,7 @@ import orjson
 
 from rpc.connections import ConnectionRegistry
 from schemas.alerts import Priority
+from services.admin import AdminService
 from services.alerts import AlertService
 from services.bus import EventBus, LocalBus
 from services.bus_postgres import PostgresEventBus
@@ -22,6 +23,7 @@ from services.config import DomainConfig
 from services.escalation import EscalationPolicy
 from services.lifecycle import parse_iso
 from services.metrics import MetricsService
+from services.revocations import revocation_store
 from services.store import IDEMPOTENCY_TTL_S, AlertStore, StoredEvent
 from services.store_postgres import PostgresAlertStore
 from services.store_sqlite import SqliteAlertStore
@@ -68,11 +70,13 @@ class Services:
         reload_s = CLUSTER_RELOAD_S if cluster else None
         self.escalation = EscalationPolicy(self.alerts, store, clock, reload_s)
         self.bus = make_bus(store, self.subscriptions)
+        self.admin = AdminService(revocation_store(store), registry.cluster, clock)
         store.on_commit = self.bus.committed
         self.subscriptions.on(self.metrics.alert_committed)
         if isinstance(store, PostgresAlertStore):
             self.subscriptions.on(functools.partial(self._heard_in_cluster, store))
         self._pruner: asyncio.Task[None] | None = None
+        self._revocation_reload: asyncio.Task[None] | None = None
 
     def observe(
         self, commit_seconds: Callable[[float], None], delivered: Callable[[float], None]
@@ -107,7 +111,12 @@ class Services:
         store = make_store(config)
         await store.open()
         services = cls(store, registry, config, clock)
+        await services.admin.load()  # revocations made before this node started
         await services.bus.start()
+        if background and isinstance(store, PostgresAlertStore):
+            services._revocation_reload = asyncio.create_task(
+                services.admin.reload_forever(), name="revocation-reload"
+            )
         if background:
             await services.escalation.start()
             services._pruner = asyncio.create_task(services._prune_forever(), name="retention")
@@ -152,9 +161,10 @@ class Services:
 
     async def close(self) -> None:
         await self.escalation.stop()
-        if self._pruner is not None:
-            self._pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pruner
+        for task in (self._pruner, self._revocation_reload):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.bus.stop()
         await self.store.close()

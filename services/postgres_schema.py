@@ -228,6 +228,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_ts);
     """
     + commit_function(announce=True, keys=True),
+    # token revocations (admin.revokeTokens, CONTRACT 11): a user's tokens issued before a
+    # moment (kind "subject", `issued_before`), or one token by its jti (kind "token").
+    """
+    CREATE TABLE token_revocations (
+        kind text NOT NULL CHECK (kind IN ('subject', 'token')),
+        value text NOT NULL,
+        issued_before double precision,
+        revoked_ts double precision NOT NULL,
+        revoked_by text NOT NULL,
+        PRIMARY KEY (kind, value)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

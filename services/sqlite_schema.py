@@ -61,6 +61,18 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_ts);
     """,
+    # token revocations (admin.revokeTokens, CONTRACT 11): a user's tokens issued before a
+    # moment (kind "subject", `issued_before`), or one token by its jti (kind "token").
+    """
+    CREATE TABLE token_revocations (
+        kind TEXT NOT NULL CHECK (kind IN ('subject', 'token')),
+        value TEXT NOT NULL,
+        issued_before REAL,
+        revoked_ts REAL NOT NULL,
+        revoked_by TEXT NOT NULL,
+        PRIMARY KEY (kind, value)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

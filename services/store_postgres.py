@@ -354,6 +354,12 @@ class PostgresAlertStore(PostgresReads):
     async def get(self, alert_id: str) -> AlertRecord | None:
         return await self._load(alert_id)
 
+    async def run(self, call: Callable[[Connection], Awaitable[T]]) -> T:
+        """`call(connection)` on a pooled connection, once more on a fresh one if the first
+        was dead: for statements safe to repeat (the seams sharing this pool, e.g.
+        services/revocations.py)."""
+        return await repeatable(self._pool, call)
+
     def heard(self, alert_id: str, version: int) -> None:
         """An alert's committed version, from an event of any node (services/alert_cache.py)."""
         self._cache.heard(alert_id, version)

@@ -238,6 +238,15 @@ class SqliteAlertStore(SqliteReads):
         removed: int = await self._submit(_Pending(step=lambda conn: prune_keys(conn, before_ts)))
         return removed
 
+    async def write_step(self, step: Step) -> Any:
+        """`step(connection)` inside the next write batch, in a savepoint of its own (for the
+        seams that share this store's file, e.g. services/revocations.py)."""
+        return await self._submit(_Pending(step=step))
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` on the reader connection's thread (committed data only)."""
+        return await run_on_thread(self._conn(read=True), fn)
+
     async def _submit(self, pending: _Pending) -> Any:
         if self._writer is None:
             raise RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Storage is not open")

@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from rpc import log_context
 from rpc.auth import bearer_token
 from rpc.errors import ErrorCode, RpcError
 from rpc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -31,7 +32,10 @@ PREFIX = "/api/trpc"
 SWEEP_INTERVAL_S = 5.0
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-    "Access-Control-Allow-Headers": "authorization, content-type, trpc-accept, last-event-id",
+    "Access-Control-Allow-Headers": (
+        "authorization, content-type, trpc-accept, last-event-id, x-request-id"
+    ),
+    "Access-Control-Expose-Headers": "x-request-id",
     "Access-Control-Max-Age": "600",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -40,6 +44,22 @@ HEALTH_KEY = web.AppKey("alertwire_health", list[HealthCheck])
 
 
 CORS_ORIGIN_KEY = web.RequestKey("alertwire_cors_origin", str)
+REQUEST_ID_KEY = web.RequestKey("alertwire_request_id", str)
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request's id (the client's `X-Request-Id` when short and plain, else a new one) in
+    every log line of its handling (for a WebSocket or SSE stream, its whole life) and in the
+    response's own `X-Request-Id`."""
+    rid = log_context.request_id(request.headers.get(REQUEST_ID_HEADER))
+    request[REQUEST_ID_KEY] = rid
+    bound = log_context.bind(request_id=rid)
+    try:
+        return await handler(request)
+    finally:
+        log_context.reset(bound)
 
 
 @web.middleware
@@ -80,6 +100,9 @@ async def _response_headers(request: web.Request, response: web.StreamResponse) 
     """on_response_prepare: also reaches responses that stream (SSE), whose headers are sent
     before the handler returns."""
     response.headers.update(SECURITY_HEADERS)
+    rid = request.get(REQUEST_ID_KEY)
+    if rid is not None:
+        response.headers[REQUEST_ID_HEADER] = rid
     cache_control = request.get(CACHE_CONTROL_KEY)
     if cache_control is not None:  # a content-hashed asset of the site (site.py)
         response.headers["Cache-Control"] = cache_control
@@ -179,7 +202,7 @@ async def handle_options(request: web.Request) -> web.Response:
 def create_app(state: ServerState, site_dir: Path | None = None) -> web.Application:
     """The API on one port; with `site_dir`, also the static site built there (site.py)."""
     app = web.Application(
-        middlewares=[guarded, cors], client_max_size=state.limits.max_message_bytes
+        middlewares=[request_ids, guarded, cors], client_max_size=state.limits.max_message_bytes
     )
     app[STATE_KEY] = state
     app[HEALTH_KEY] = []

@@ -125,6 +125,7 @@ def http_session(
         auth_error=auth_error,
         metrics=state.metrics,
         refused=state.reporter(request),
+        revocations=state.revocations,
     )
     return session, collector
 

@@ -128,6 +128,7 @@ async def _serve(
         on_subscription_end=ended.set,
         metrics=state.metrics,
         refused=state.reporter(request),
+        revocations=state.revocations,
     )
     state.sessions.add(session)
     state.wakeups.add(ended)

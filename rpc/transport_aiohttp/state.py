@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from rpc.addresses import client_address
+from rpc.admin_control import NodeControl
 from rpc.auth import AuthConfig, TokenError, bearer_token, verify_token
 from rpc.client_errors import LOGGER as CLIENT_ERRORS_LOGGER
 from rpc.client_errors import ClientErrorLog
@@ -24,6 +25,7 @@ from rpc.dispatch import Dispatcher
 from rpc.errors import ErrorCode, RpcError
 from rpc.limits import AnonymousPool, Limits, TokenBucket, Unlimited, rate_limiter
 from rpc.metrics import Metrics
+from rpc.revocation import Revocations
 from rpc.router import Kind
 from rpc.transport_aiohttp.budget import OutboundBudget
 from rpc.transport_aiohttp.guard import ConnectionGuard
@@ -67,6 +69,8 @@ class ServerState:
     origins: OriginPolicy = field(default_factory=OriginPolicy)
     metrics: Metrics = field(default_factory=Metrics)
     metrics_token: str | None = None  # None: GET /metrics is open (keep it internal)
+    # Tokens revoked before they expire: refused on every path (rpc.revocation).
+    revocations: Revocations = field(default_factory=Revocations)
     started_at: float = field(default_factory=time.time)
     ready: bool = False
     shutting_down: bool = False
@@ -82,9 +86,16 @@ class ServerState:
     budget: OutboundBudget = field(init=False)
     guard: ConnectionGuard = field(init=False)
     client_errors: ClientErrorLog = field(init=False)
+    control: NodeControl = field(init=False)
 
     def __post_init__(self) -> None:
         limits = self.limits
+        # Admin disconnects, revocations and stats requests from any node act on this one's
+        # sessions (rpc.admin_control).
+        self.control = NodeControl(
+            self.registry.cluster, self.sessions, self.revocations, self.metrics
+        )
+        self.control.attach()
         # The router's paths are the only procedure labels; calls are counted by the server
         # whose dispatcher this is (with latency observation on).
         procedures = list(self.dispatcher.router)
@@ -141,7 +152,10 @@ class ServerState:
         if not token or self.auth is None:
             return None, None
         try:
-            return verify_token(token, self.auth), None
+            principal = verify_token(token, self.auth)
+            if self.revocations.refuses(principal):
+                raise TokenError("Token revoked", "revoked")
+            return principal, None
         except TokenError as exc:
             self.metrics.auth_failures.inc(exc.reason)
             self.refused(request, "auth", f"token refused ({exc.reason})")

@@ -157,6 +157,7 @@ async def _serve(
         metrics=metrics,
         admit=conn.admit,
         refused=state.reporter(request),
+        revocations=state.revocations,
     )
     state.sessions.add(session)
     metrics.connections_open.inc("ws")

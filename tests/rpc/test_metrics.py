@@ -106,6 +106,8 @@ EXISTING = {
     "alertwire_outbound_budget_closes_total",
     "alertwire_sse_stalls_total",
     "alertwire_client_errors_total",
+    "alertwire_admin_actions_total",
+    "alertwire_admin_closed_connections_total",
 }
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from services.alerts import AlertService
 from services.config import DEFAULT_TARGETS
+from services.revocations import SqliteRevocations
 from services.store_sqlite import SqliteAlertStore
 from tests.integration.cluster import (
     Device,
@@ -65,6 +66,9 @@ async def embedded_database(path: Path) -> None:
                     await alerts.acknowledge(alert.id, "nurse-1", None)
                 if n == 4:
                     await alerts.resolve(alert.id, "nurse-1", "done")
+        revocations = SqliteRevocations(store)
+        await revocations.revoke_subject("nurse-9", 1000.0, at=1001.0, by="admin-1")
+        await revocations.revoke_token("stolen-1", at=1002.0, by="admin-1")
     finally:
         await store.close()
 
@@ -91,6 +95,9 @@ async def test_clients_resume_across_the_move_and_new_events_continue(
     assert "copied 12 alerts, 20 events, 0 prune marks and 2 idempotency keys" in out
     keys = "SELECT hospital_id, idempotency_key, alert_id FROM idempotency_keys ORDER BY 1"
     assert await fetch(postgres_url, keys) == sqlite_query(str(source), keys)
+    assert "copied 2 token revocations" in out
+    revoked = "SELECT kind, value, issued_before, revoked_by FROM token_revocations ORDER BY 1"
+    assert await fetch(postgres_url, revoked) == sqlite_query(str(source), revoked)
     assert await logged(postgres_url, "h1") == h1
     assert await logged(postgres_url, "h2") == h2
     counters = dict(await fetch(postgres_url, "SELECT hospital_id, last_seq FROM event_counters"))

@@ -35,10 +35,10 @@ def record(message: str, *args: object, exc: bool = False) -> logging.LogRecord:
 
 def test_a_line_is_one_json_object() -> None:
     entry = orjson.loads(JsonFormatter().format(record("hello %s", "world")))
-    assert entry["msg"] == "hello world"
+    assert entry["event"] == "hello world"
     assert entry["level"] == "info"
     assert entry["logger"] == "alertwire.test"
-    assert entry["ts"].endswith("Z")
+    assert entry["time"].endswith("Z")
 
 
 def test_tokens_and_bearer_credentials_are_blanked() -> None:
@@ -49,7 +49,7 @@ def test_tokens_and_bearer_credentials_are_blanked() -> None:
     assert token not in line
     assert "abc.def" not in line
     entry = orjson.loads(line)
-    assert entry["msg"] == f"got {REDACTED} and Authorization: Bearer {REDACTED}"
+    assert entry["event"] == f"got {REDACTED} and Authorization: Bearer {REDACTED}"
     assert REDACTED in entry["exc"]
     assert "ValueError: bad token" in entry["exc"]
 

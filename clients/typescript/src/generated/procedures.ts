@@ -7,6 +7,9 @@ export type ProcedureKind = "query" | "mutation" | "subscription";
 
 /** Every procedure path and its kind. */
 export const procedures = {
+  "admin.disconnect": "mutation",
+  "admin.revokeTokens": "mutation",
+  "admin.stats": "query",
   "healthcare.acknowledgeAlert": "mutation",
   "healthcare.createAlert": "mutation",
   "healthcare.escalateAlert": "mutation",
@@ -38,6 +41,32 @@ export const subscriptions = {
  * `@trpc/client`. For a subscription, `output` is one event (without its id).
  */
 export interface ProcedureTree {
+  admin: {
+    /** Close every connection of the user on every node (4001); they may sign in again. */
+    disconnect: {
+      kind: "mutation";
+      input: S.DisconnectInput;
+      output: S.Disconnected;
+      tracked: false;
+    };
+    /**
+     * Refuse a user's tokens issued before a moment (default now), or one token by `jti`,
+     * on every node from now on (within a second); live connections using them close (4001).
+     */
+    revokeTokens: {
+      kind: "mutation";
+      input: S.RevokeTokensInput;
+      output: S.Revoked;
+      tracked: false;
+    };
+    /** Connections, users and subscriptions by kind on every node, with totals. */
+    stats: {
+      kind: "query";
+      input: S.AdminStatsInput;
+      output: S.AdminStats;
+      tracked: false;
+    };
+  };
   healthcare: {
     /** Take an active alert. The same clinician again gets it unchanged; anyone else CONFLICT. */
     acknowledgeAlert: {

@@ -40,6 +40,29 @@ type Root = {
 export type AppRouter = TRPCBuiltRouter<
   Root,
   {
+    admin: {
+      /** Close every connection of the user on every node (4001); they may sign in again. */
+      disconnect: TRPCMutationProcedure<{
+        input: S.DisconnectInput;
+        output: S.Disconnected;
+        meta: Meta;
+      }>;
+      /**
+       * Refuse a user's tokens issued before a moment (default now), or one token by `jti`,
+       * on every node from now on (within a second); live connections using them close (4001).
+       */
+      revokeTokens: TRPCMutationProcedure<{
+        input: S.RevokeTokensInput;
+        output: S.Revoked;
+        meta: Meta;
+      }>;
+      /** Connections, users and subscriptions by kind on every node, with totals. */
+      stats: TRPCQueryProcedure<{
+        input: S.AdminStatsInput;
+        output: S.AdminStats;
+        meta: Meta;
+      }>;
+    };
     healthcare: {
       /** Take an active alert. The same clinician again gets it unchanged; anyone else CONFLICT. */
       acknowledgeAlert: TRPCMutationProcedure<{

@@ -18,6 +18,25 @@ export interface AcknowledgeAlertInput {
   note?: string | null;
 }
 
+export interface AdminStats {
+  nodes: NodeStats[];
+  totals: StatsTotals;
+}
+
+/**
+ * Stats of every node; with `hospitalId`, only connections whose token grants that
+ * hospital and, of their subscriptions, those for it.
+ */
+export interface AdminStatsInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   * @default null
+   */
+  hospitalId?: string | null;
+}
+
 /** A clinical alert and where it stands in its lifecycle. */
 export interface Alert {
   id: string;
@@ -131,6 +150,21 @@ export interface CreateAlertInput {
    * @default null
    */
   idempotencyKey?: string | null;
+}
+
+/** Close every connection of this user, on every node (4001). */
+export interface DisconnectInput {
+  /**
+   * @minLength 1
+   * @maxLength 256
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  sub: string;
+}
+
+export interface Disconnected {
+  /** Connections the user had open across the cluster. */
+  closed: number;
 }
 
 /** Hand an alert to the next tier: its escalation level rises and it is active again. */
@@ -264,6 +298,17 @@ export interface Metrics {
   generatedAt: string;
 }
 
+export interface NodeStats {
+  /** The node's NODE_ID. */
+  node: string;
+  /** Authenticated WebSockets and SSE streams open. */
+  connections: number;
+  /** Distinct users (`sub`) among them. */
+  users: number;
+  /** Live subscriptions by kind (the subscription procedure's path). */
+  subscriptions: Record<string, number>;
+}
+
 /** Close an alert for good. */
 export interface ResolveAlertInput {
   /**
@@ -279,6 +324,46 @@ export interface ResolveAlertInput {
    * @default null
    */
   resolution?: string | null;
+}
+
+/**
+ * Either `sub` (with `issuedBefore`, default now: the user's tokens issued before then;
+ * a token without `iat` counts as issued before) or `jti` (that one token).
+ */
+export interface RevokeTokensInput {
+  /**
+   * @minLength 1
+   * @maxLength 256
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  sub?: string | null;
+  /**
+   * ISO 8601 with a time zone, e.g. 2026-01-01T00:00:00Z; default now.
+   *
+   * @maxLength 40
+   * @default null
+   */
+  issuedBefore?: string | null;
+  /**
+   * @minLength 1
+   * @maxLength 256
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  jti?: string | null;
+}
+
+export interface Revoked {
+  /** @default true */
+  revoked: true;
+}
+
+export interface StatsTotals {
+  connections: number;
+  /** Distinct users: one connected to two nodes counts once. */
+  users: number;
+  subscriptions: number;
 }
 
 /**
