@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from routers import healthcare, system
+from routers import apikeys, healthcare, system, webhooks
 from rpc.router import Router
 
-app_router = Router.merge(system=system.router, healthcare=healthcare.router)
+app_router = Router.merge(
+    system=system.router,
+    healthcare=healthcare.router,
+    apiKeys=apikeys.router,
+    webhooks=webhooks.router,
+)

@@ -63,6 +63,7 @@ AUTH_FAILURE_REASONS = (
     "missing_claim",
     "bad_claim",
     "not_configured",
+    "api_key",  # an inbound webhook's key missing, unknown or revoked
 )
 BAD_FRAME_REASONS = (
     "parse",

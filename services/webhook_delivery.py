@@ -1,0 +1,249 @@
+"""Outbound webhook delivery (CONTRACT 9): at least once, in event order per endpoint, across
+restarts and nodes.
+
+Each endpoint is a cursor over the hospital's durable event log (services/integration_store.py):
+the next event after the cursor that the endpoint asked for is POSTed, and only once it is
+answered 2xx does the cursor move past it, together with the attempt's record, in one
+transaction. A failure leaves the cursor where it is and schedules the same event again after
+1 s, 2 s, 4 s ... at most 1 h apart; an endpoint whose deliveries keep failing for 24 h is
+disabled and `on_endpoint_disabled(hospital_id, webhook_id)` is called (admins are told by
+whoever the composition root injects; by default it is logged). Nothing is kept in memory
+that a restart would lose: the event log is the queue.
+
+In a cluster exactly one node sends for an endpoint: the one holding its lease in the shared
+state (`set_if_absent`, then `refresh`), so order per endpoint holds and a receiver is not
+sent each event by every node. A lease lapses LEASE_S after its node stops, and another node
+takes the endpoint on from the durable cursor.
+
+Time: back-off and the failure window are read from the injected clock, so tests move it by
+hand and call `run_due`; the background loop calls `run_due` when events commit (any node's,
+through the subscriptions) and every TICK_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+import orjson
+
+from rpc import signatures
+from rpc.cluster import ClusterState, ClusterUnavailable
+from rpc.outbound_webhooks import SendResult, WebhookSender
+from services.integration_store import DeliveryAttempt, IntegrationStore, Progress, WebhookRow
+from services.store import AlertStore, StoredEvent
+
+log = logging.getLogger("alertwire.webhooks")
+
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 3600.0
+FAILURE_WINDOW_S = 24 * 3600.0
+LEASE_S = 30.0
+TICK_S = 1.0
+SWEEP_S = 5.0  # endpoints with nothing new are looked at this often (another node's lease)
+PAGE = 100
+CONCURRENCY = 16  # endpoints served at once by a node
+
+DisabledHook = Callable[[str, str], None]
+
+
+def backoff(attempts: int) -> float:
+    """The wait after the `attempts`-th failure on an event: 1 s doubling, at most 1 h."""
+    return min(BACKOFF_START_S * 2.0 ** min(attempts - 1, 32), BACKOFF_MAX_S)
+
+
+def matches(filters: Iterable[str], event_type: str) -> bool:
+    for pattern in filters:
+        if pattern == event_type:
+            return True
+        if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
+            return True
+    return False
+
+
+def log_disabled(hospital_id: str, webhook_id: str) -> None:
+    """The default `on_endpoint_disabled`: the ids only (a URL may carry credentials)."""
+    log.warning(
+        "webhook %s of hospital %s disabled after failing for 24 h", webhook_id, hospital_id
+    )
+
+
+class WebhookDeliverer:
+    def __init__(
+        self,
+        store: AlertStore,
+        integrations: IntegrationStore,
+        cluster: ClusterState | None,
+        clock: Callable[[], float] = time.time,
+        on_endpoint_disabled: DisabledHook = log_disabled,
+    ) -> None:
+        self.store = store
+        self.integrations = integrations
+        self.cluster = cluster
+        self.clock = clock
+        self.on_endpoint_disabled = on_endpoint_disabled
+        self.sender: WebhookSender | None = None
+        self.delivered = 0  # events delivered by this node (the benchmark reads it)
+        self._dirty: set[str] = set()  # hospitals with events committed since the last look
+        self._swept_at = -SWEEP_S
+        self._busy: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def heard(self, event: StoredEvent) -> None:
+        """Every committed event, from any node: its hospital's endpoints have something."""
+        self._dirty.add(event.hospital_id)
+        self._wake.set()
+
+    async def start(self, sender: WebhookSender) -> None:
+        self.sender = sender
+        self._task = asyncio.create_task(self._run_forever(), name="webhook-delivery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.sender is not None:
+            await self.sender.close()
+
+    async def _run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_due()
+            except Exception:
+                log.exception("webhook delivery round failed; will retry")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_S)
+            self._wake.clear()
+
+    async def run_due(self) -> int:
+        """One round: every endpoint this node may serve that has something due gets it (up to
+        its first failure). Returns the attempts made."""
+        if self.sender is None:
+            return 0
+        now = self.clock()
+        sweep = time.monotonic() - self._swept_at >= SWEEP_S
+        if sweep:
+            self._swept_at = time.monotonic()
+        dirty, self._dirty = self._dirty, set()
+        due = [
+            hook
+            for hook in await self.integrations.enabled_webhooks()
+            if hook.next_attempt_ts <= now
+            and hook.webhook_id not in self._busy
+            and (sweep or hook.attempt > 0 or hook.hospital_id in dirty)
+        ]
+        if not due:
+            return 0
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def serve(hook: WebhookRow) -> int:
+            async with limit:
+                return await self._serve(hook)
+
+        return sum(await asyncio.gather(*(serve(hook) for hook in due)))
+
+    async def _serve(self, hook: WebhookRow) -> int:
+        if not await self._lease(hook.webhook_id):
+            return 0
+        self._busy.add(hook.webhook_id)
+        try:
+            # Read again under the lease: another node may have moved it on meanwhile.
+            fresh = await self.integrations.webhook(hook.webhook_id)
+            if fresh is None or not fresh.enabled or fresh.next_attempt_ts > self.clock():
+                return 0
+            return await self._drain(fresh)
+        finally:
+            self._busy.discard(hook.webhook_id)
+
+    async def _lease(self, webhook_id: str) -> bool:
+        if self.cluster is None:
+            return True
+        key = f"webhook-lease:{webhook_id}"
+        node = self.cluster.node_id
+        try:
+            if await self.cluster.set_if_absent(key, node, LEASE_S):
+                return True
+            return await self.cluster.refresh(key, node, LEASE_S)
+        except ClusterUnavailable:
+            return False  # no safe answer to "does another node send for it?"
+
+    async def _drain(self, hook: WebhookRow) -> int:
+        """Deliver the endpoint's events in order until they run out or one fails."""
+        assert self.sender is not None
+        attempts = 0
+        skipped = False  # moved past events it did not ask for, not yet saved
+        lease_checked = time.monotonic()
+        while True:
+            events = await self.store.events_after(hook.hospital_id, hook.cursor, PAGE)
+            for event in events:
+                if not matches(hook.events, _event_type(event.payload)):
+                    hook, skipped = replace(hook, cursor=event.seq), True
+                    continue
+                if time.monotonic() - lease_checked > LEASE_S / 3:
+                    if not await self._lease(hook.webhook_id):
+                        return attempts + await self._save_skipped(hook, skipped)
+                    lease_checked = time.monotonic()
+                result = await self.sender.post(hook.url, event.payload, self._headers(hook, event))
+                attempts += 1
+                hook = await self._record(hook, event, result)
+                skipped = False
+                if not result.ok:
+                    return attempts
+            if len(events) < PAGE:
+                return attempts + await self._save_skipped(hook, skipped)
+
+    async def _save_skipped(self, hook: WebhookRow, skipped: bool) -> int:
+        if skipped:
+            progress = Progress(hook.cursor, hook.attempt, hook.next_attempt_ts, hook.failing_since)
+            await self.integrations.save_progress(hook.webhook_id, progress, None)
+        return 0
+
+    def _headers(self, hook: WebhookRow, event: StoredEvent) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "X-Alertwire-Event-Id": event.id,
+            signatures.HEADER: signatures.sign(hook.secret, int(self.clock()), event.payload),
+        }
+
+    async def _record(self, hook: WebhookRow, event: StoredEvent, result: SendResult) -> WebhookRow:
+        """Save the attempt and where the endpoint stands now (one transaction)."""
+        now = self.clock()
+        number = hook.attempt + 1
+        status = "delivered" if result.ok else "failed"
+        attempt = DeliveryAttempt(
+            hook.webhook_id, event.id, number, status, result.http_status, result.error, now
+        )
+        if result.ok:
+            progress = Progress(event.seq, 0, now, None)
+            self.delivered += 1
+        else:
+            since = hook.failing_since if hook.failing_since is not None else now
+            give_up = now - since >= FAILURE_WINDOW_S
+            progress = Progress(hook.cursor, number, now + backoff(number), since, not give_up)
+        await self.integrations.save_progress(hook.webhook_id, progress, attempt)
+        hook = replace(
+            hook,
+            cursor=progress.cursor,
+            attempt=progress.attempt,
+            next_attempt_ts=progress.next_attempt_ts,
+            failing_since=progress.failing_since,
+            enabled=progress.enabled,
+        )
+        if not hook.enabled:
+            try:
+                self.on_endpoint_disabled(hook.hospital_id, hook.webhook_id)
+            except Exception:
+                log.exception("the disabled-webhook callback failed")
+        return hook
+
+
+def _event_type(payload: bytes) -> str:
+    value = orjson.loads(payload).get("type")
+    return value if isinstance(value, str) else ""
