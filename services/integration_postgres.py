@@ -7,6 +7,7 @@ transaction, so it is retried once on a fresh connection when the first one turn
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,6 +21,7 @@ from services.integration_sqlite import (
     SELECT_WEBHOOKS,
     api_key_row,
     attempt_row,
+    attempt_values,
     webhook_row,
 )
 from services.integration_store import (
@@ -209,7 +211,7 @@ class PostgresIntegrationStore:
         return [webhook_row(row) for row in rows]
 
     async def save_progress(
-        self, webhook_id: str, progress: Progress, attempt: DeliveryAttempt | None
+        self, webhook_id: str, progress: Progress, attempts: Sequence[DeliveryAttempt] = ()
     ) -> None:
         async def call(conn: Connection) -> None:
             async with conn.transaction():
@@ -223,19 +225,13 @@ class PostgresIntegrationStore:
                     progress.enabled,
                     webhook_id,
                 )
-                if attempt is not None:
-                    await conn.execute(
+                if attempts:
+                    await conn.executemany(
                         INSERT_ATTEMPT + " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        attempt.webhook_id,
-                        attempt.event_id,
-                        attempt.attempt,
-                        attempt.status,
-                        attempt.http_status,
-                        attempt.error,
-                        attempt.at,
+                        [attempt_values(attempt) for attempt in attempts],
                     )
 
-        # A transaction that failed rolled back whole: repeating it records the attempt once.
+        # A transaction that failed rolled back whole: repeating it records the attempts once.
         await repeatable(self._store._pool, call)
 
     async def deliveries(self, webhook_id: str, limit: int) -> list[DeliveryAttempt]:

@@ -1,16 +1,16 @@
 """The integrations' tables in the SQLite file (services/integration_store.py).
 
-Every call is one hop to a connection's thread of the alert store (services/sqlite_batch.py
-`run_on_thread`): writes on the writer connection, each a single statement or its own
-BEGIN IMMEDIATE ... COMMIT inside the hop, so they never interleave with a write batch of the
-alert store (which also runs whole inside one hop); reads on the reader connection.
+Writes join the alert store's write queue as steps of its next batch (each in a savepoint of
+its own: all of it or nothing), so they share its group commit: a remembered Idempotency-Key
+response or a webhook's progress costs no commit of its own, and nothing interleaves with a
+batch. Reads are one hop to the reader connection's thread (services/sqlite_batch.py
+`run_on_thread`).
 """
 
 from __future__ import annotations
 
-import functools
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -23,7 +23,7 @@ from services.integration_store import (
     WebhookRow,
 )
 from services.sqlite_batch import run_on_thread
-from services.store_sqlite import SqliteAlertStore
+from services.store_sqlite import SqliteAlertStore, _Pending
 
 R = TypeVar("R")
 
@@ -72,15 +72,8 @@ def attempt_row(row: Any) -> DeliveryAttempt:
     return DeliveryAttempt(row[0], row[1], int(row[2]), row[3], row[4], row[5], float(row[6]))
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], R]) -> R:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = work(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
+def attempt_values(a: DeliveryAttempt) -> tuple[Any, ...]:
+    return (a.webhook_id, a.event_id, a.attempt, a.status, a.http_status, a.error, a.at)
 
 
 class SqliteIntegrationStore:
@@ -88,7 +81,8 @@ class SqliteIntegrationStore:
         self._store = store
 
     async def _write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        return await run_on_thread(self._store._conn(), fn)
+        value: R = await self._store._submit(_Pending(step=fn))
+        return value
 
     async def _read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         return await run_on_thread(self._store._conn(read=True), fn)
@@ -189,7 +183,7 @@ class SqliteIntegrationStore:
                 (hospital_id, key),
             ).fetchone()
 
-        row = await self._write(functools.partial(_in_transaction, work=work))
+        row = await self._write(work)
         return RememberedResponse(row[0], int(row[1]), bytes(row[2]), float(row[3]))
 
     async def prune_responses(self, before_ts: float) -> int:
@@ -233,14 +227,14 @@ class SqliteIntegrationStore:
                 > 0
             )
 
-        return await self._write(functools.partial(_in_transaction, work=work))
+        return await self._write(work)
 
     async def enabled_webhooks(self) -> list[WebhookRow]:
         rows = await self._rows(SELECT_WEBHOOKS + " WHERE enabled = 1")
         return [webhook_row(row) for row in rows]
 
     async def save_progress(
-        self, webhook_id: str, progress: Progress, attempt: DeliveryAttempt | None
+        self, webhook_id: str, progress: Progress, attempts: Sequence[DeliveryAttempt] = ()
     ) -> None:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -255,21 +249,12 @@ class SqliteIntegrationStore:
                     webhook_id,
                 ),
             )
-            if attempt is not None:
-                conn.execute(
-                    INSERT_ATTEMPT + " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        attempt.webhook_id,
-                        attempt.event_id,
-                        attempt.attempt,
-                        attempt.status,
-                        attempt.http_status,
-                        attempt.error,
-                        attempt.at,
-                    ),
-                )
+            conn.executemany(
+                INSERT_ATTEMPT + " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [attempt_values(attempt) for attempt in attempts],
+            )
 
-        await self._write(functools.partial(_in_transaction, work=work))
+        await self._write(work)
 
     async def deliveries(self, webhook_id: str, limit: int) -> list[DeliveryAttempt]:
         rows = await self._rows(

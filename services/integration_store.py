@@ -10,12 +10,13 @@ migrations (the "integrations" steps of sqlite_schema and postgres_schema).
 
 Outbound delivery is a cursor per endpoint over the durable event log: the endpoint's row keeps
 the hospital event position it has delivered through, the attempts made on the next event
-and when the next attempt is due. A delivery moves the cursor and records the attempt in one
-transaction (`save_progress`).
+and when the next attempt is due. Deliveries move the cursor and record their attempts in one
+transaction (`save_progress`), a few successes at a time (services/webhook_delivery.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -127,9 +128,9 @@ class IntegrationStore(Protocol):
     async def enabled_webhooks(self) -> list[WebhookRow]: ...
 
     async def save_progress(
-        self, webhook_id: str, progress: Progress, attempt: DeliveryAttempt | None
+        self, webhook_id: str, progress: Progress, attempts: Sequence[DeliveryAttempt] = ()
     ) -> None:
-        """Move the endpoint on and record the attempt, in one transaction."""
+        """Move the endpoint on and record the attempts, in one transaction."""
 
     async def deliveries(self, webhook_id: str, limit: int) -> list[DeliveryAttempt]:
         """The newest attempts first."""

@@ -47,6 +47,8 @@ TICK_S = 1.0
 SWEEP_S = 5.0  # endpoints with nothing new are looked at this often (another node's lease)
 PAGE = 100
 CONCURRENCY = 16  # endpoints served at once by a node
+SAVE_EVERY = 32  # successes recorded (and the cursor moved) in one transaction, at most
+SAVE_S = 0.25  # ... or after this long
 
 DisabledHook = Callable[[str, str], None]
 
@@ -175,35 +177,48 @@ class WebhookDeliverer:
             return False  # no safe answer to "does another node send for it?"
 
     async def _drain(self, hook: WebhookRow) -> int:
-        """Deliver the endpoint's events in order until they run out or one fails."""
+        """Deliver the endpoint's events in order until they run out or one fails. Successes
+        are saved a few at a time (SAVE_EVERY, SAVE_S): a crash before the save sends those
+        events again, which at-least-once allows, and the endpoint is not held to one commit
+        per event. A failure is saved at once, with the successes before it."""
         assert self.sender is not None
-        attempts = 0
-        skipped = False  # moved past events it did not ask for, not yet saved
-        lease_checked = time.monotonic()
+        made = 0
+        unsaved: list[DeliveryAttempt] = []
+        moved = False  # the cursor moved past events it did not ask for, not yet saved
+        saved_at = lease_checked = time.monotonic()
         while True:
             events = await self.store.events_after(hook.hospital_id, hook.cursor, PAGE)
             for event in events:
                 if not matches(hook.events, _event_type(event.payload)):
-                    hook, skipped = replace(hook, cursor=event.seq), True
+                    hook, moved = replace(hook, cursor=event.seq), True
                     continue
                 if time.monotonic() - lease_checked > LEASE_S / 3:
                     if not await self._lease(hook.webhook_id):
-                        return attempts + await self._save_skipped(hook, skipped)
+                        await self._save(hook, unsaved, moved)
+                        return made
                     lease_checked = time.monotonic()
                 result = await self.sender.post(hook.url, event.payload, self._headers(hook, event))
-                attempts += 1
-                hook = await self._record(hook, event, result)
-                skipped = False
+                made += 1
+                hook, attempt = self._attempted(hook, event, result)
+                unsaved.append(attempt)
                 if not result.ok:
-                    return attempts
+                    await self._save(hook, unsaved, True)
+                    self._tell_if_disabled(hook)
+                    return made
+                if len(unsaved) >= SAVE_EVERY or time.monotonic() - saved_at >= SAVE_S:
+                    await self._save(hook, unsaved, True)
+                    unsaved, moved, saved_at = [], False, time.monotonic()
             if len(events) < PAGE:
-                return attempts + await self._save_skipped(hook, skipped)
+                await self._save(hook, unsaved, moved)
+                return made
 
-    async def _save_skipped(self, hook: WebhookRow, skipped: bool) -> int:
-        if skipped:
-            progress = Progress(hook.cursor, hook.attempt, hook.next_attempt_ts, hook.failing_since)
-            await self.integrations.save_progress(hook.webhook_id, progress, None)
-        return 0
+    async def _save(self, hook: WebhookRow, attempts: list[DeliveryAttempt], moved: bool) -> None:
+        if not attempts and not moved:
+            return
+        progress = Progress(
+            hook.cursor, hook.attempt, hook.next_attempt_ts, hook.failing_since, hook.enabled
+        )
+        await self.integrations.save_progress(hook.webhook_id, progress, attempts)
 
     def _headers(self, hook: WebhookRow, event: StoredEvent) -> dict[str, str]:
         return {
@@ -212,8 +227,10 @@ class WebhookDeliverer:
             signatures.HEADER: signatures.sign(hook.secret, int(self.clock()), event.payload),
         }
 
-    async def _record(self, hook: WebhookRow, event: StoredEvent, result: SendResult) -> WebhookRow:
-        """Save the attempt and where the endpoint stands now (one transaction)."""
+    def _attempted(
+        self, hook: WebhookRow, event: StoredEvent, result: SendResult
+    ) -> tuple[WebhookRow, DeliveryAttempt]:
+        """The endpoint after an attempt (not saved yet), and the attempt's record."""
         now = self.clock()
         number = hook.attempt + 1
         status = "delivered" if result.ok else "failed"
@@ -221,27 +238,26 @@ class WebhookDeliverer:
             hook.webhook_id, event.id, number, status, result.http_status, result.error, now
         )
         if result.ok:
-            progress = Progress(event.seq, 0, now, None)
             self.delivered += 1
-        else:
-            since = hook.failing_since if hook.failing_since is not None else now
-            give_up = now - since >= FAILURE_WINDOW_S
-            progress = Progress(hook.cursor, number, now + backoff(number), since, not give_up)
-        await self.integrations.save_progress(hook.webhook_id, progress, attempt)
-        hook = replace(
+            return replace(
+                hook, cursor=event.seq, attempt=0, next_attempt_ts=now, failing_since=None
+            ), attempt
+        since = hook.failing_since if hook.failing_since is not None else now
+        return replace(
             hook,
-            cursor=progress.cursor,
-            attempt=progress.attempt,
-            next_attempt_ts=progress.next_attempt_ts,
-            failing_since=progress.failing_since,
-            enabled=progress.enabled,
-        )
-        if not hook.enabled:
-            try:
-                self.on_endpoint_disabled(hook.hospital_id, hook.webhook_id)
-            except Exception:
-                log.exception("the disabled-webhook callback failed")
-        return hook
+            attempt=number,
+            next_attempt_ts=now + backoff(number),
+            failing_since=since,
+            enabled=now - since < FAILURE_WINDOW_S,
+        ), attempt
+
+    def _tell_if_disabled(self, hook: WebhookRow) -> None:
+        if hook.enabled:
+            return
+        try:
+            self.on_endpoint_disabled(hook.hospital_id, hook.webhook_id)
+        except Exception:
+            log.exception("the disabled-webhook callback failed")
 
 
 def _event_type(payload: bytes) -> str:

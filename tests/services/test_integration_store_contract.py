@@ -103,15 +103,15 @@ async def test_webhook_progress_and_attempts(integrations: IntegrationStore) -> 
     await integrations.add_webhook(hook_row("wh_2", hospital="h2"))
     assert [w.webhook_id for w in await integrations.webhooks("h1")] == ["wh_1"]
     failed = DeliveryAttempt("wh_1", "0000000000000008", 1, "failed", 500, "HTTP 500", T0 + 1)
-    await integrations.save_progress("wh_1", Progress(7, 1, T0 + 2, T0 + 1), failed)
+    await integrations.save_progress("wh_1", Progress(7, 1, T0 + 2, T0 + 1), [failed])
     delivered = DeliveryAttempt("wh_1", "0000000000000008", 2, "delivered", 200, None, T0 + 2)
-    await integrations.save_progress("wh_1", Progress(8, 0, T0 + 2, None), delivered)
+    await integrations.save_progress("wh_1", Progress(8, 0, T0 + 2, None), [delivered])
     row = await integrations.webhook("wh_1")
     assert row is not None
     assert (row.cursor, row.attempt, row.failing_since, row.enabled) == (8, 0, None, True)
     assert await integrations.deliveries("wh_1", 10) == [delivered, failed]
     assert await integrations.deliveries("wh_1", 1) == [delivered]
-    await integrations.save_progress("wh_1", Progress(8, 3, T0 + 9, T0 + 3, enabled=False), None)
+    await integrations.save_progress("wh_1", Progress(8, 3, T0 + 9, T0 + 3, enabled=False))
     assert [w.webhook_id for w in await integrations.enabled_webhooks()] == ["wh_2"]
     assert await integrations.prune_attempts(T0 + 1.5) == 1
     assert await integrations.delete_webhook("wh_1") is True
