@@ -3,6 +3,7 @@ both dialects, and every answer of POST /api/webhooks/<name>."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -289,3 +290,14 @@ async def test_the_rate_limit_counts_per_key(tmp_path: Path) -> None:
         assert status == 429
         assert body["error"]["code"] == "TOO_MANY_REQUESTS"
         assert (await api.post("alerts", alert_body(), second))[0] == 201
+
+
+async def test_concurrent_repeats_of_one_key_make_one_alert(api: Api) -> None:
+    key = (await api.new_key())["key"]
+    headers = {"Idempotency-Key": "burst-1"}
+    answers = await asyncio.gather(
+        *(api.post("alerts", alert_body(), key, extra=headers) for _ in range(6))
+    )
+    assert {status for status, _ in answers} == {201}
+    assert len({orjson.dumps(body) for _, body in answers}) == 1
+    assert await api.alert_count() == 1
