@@ -4,6 +4,7 @@ both dialects, and every answer of POST /api/webhooks/<name>."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -301,3 +302,26 @@ async def test_concurrent_repeats_of_one_key_make_one_alert(api: Api) -> None:
     assert {status for status, _ in answers} == {201}
     assert len({orjson.dumps(body) for _, body in answers}) == 1
     assert await api.alert_count() == 1
+
+
+async def test_keys_and_secrets_reach_no_log_and_no_metric(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    created = await api.new_key(signed=True)
+    key, secret = created["key"], created["signingSecret"]
+    raw = orjson.dumps(alert_body())
+    signed = {signatures.HEADER: signatures.sign(secret, int(time.time()), raw)}
+    assert (await api.post("alerts", raw, key, extra=signed))[0] == 201
+    assert (await api.post("alerts", raw, key))[0] == 401  # unsigned
+    assert (await api.post("alerts", raw, key[:-2] + "xx", extra=signed))[0] == 401
+    await api.trpc("apiKeys.revoke", {"keyId": created["keyId"]})
+    assert (await api.post("alerts", raw, key, extra=signed))[0] == 401
+    async with api.http.get(f"{api.running.base_url}/metrics") as resp:
+        metrics = await resp.text()
+    assert 'alertwire_auth_failures_total{reason="api_key"}' in metrics
+    assert f"API key {created['keyId']} revoked" in caplog.text  # the logs were captured
+    for text in (caplog.text, metrics):
+        assert key not in text
+        assert key[:-2] not in text
+        assert secret not in text
