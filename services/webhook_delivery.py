@@ -12,8 +12,8 @@ that a restart would lose: the event log is the queue.
 
 In a cluster exactly one node sends for an endpoint: the one holding its lease in the shared
 state (`set_if_absent`, then `refresh`), so order per endpoint holds and a receiver is not
-sent each event by every node. A lease lapses LEASE_S after its node stops, and another node
-takes the endpoint on from the durable cursor.
+sent each event by every node. A node that stops gives its leases back; one that dies loses
+them LEASE_S later; either way another node takes the endpoint on from the durable cursor.
 
 Time: back-off and the failure window are read from the injected clock, so tests move it by
 hand and call `run_due`; the background loop calls `run_due` when events commit (any node's,
@@ -93,6 +93,7 @@ class WebhookDeliverer:
         self._dirty: set[str] = set()  # hospitals with events committed since the last look
         self._swept_at = -SWEEP_S
         self._busy: set[str] = set()
+        self._leases: set[str] = set()  # lease keys this node took: given back on stop
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -106,6 +107,8 @@ class WebhookDeliverer:
         self._task = asyncio.create_task(self._run_forever(), name="webhook-delivery")
 
     async def stop(self) -> None:
+        """Stop sending; the endpoints' leases are given back, so that another node takes
+        them on at once rather than after LEASE_S."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -113,6 +116,11 @@ class WebhookDeliverer:
             self._task = None
         if self.sender is not None:
             await self.sender.close()
+        if self.cluster is not None:
+            for key in list(self._leases):
+                with contextlib.suppress(ClusterUnavailable):
+                    await self.cluster.delete(key, if_value=self.cluster.node_id)
+        self._leases.clear()
 
     async def _run_forever(self) -> None:
         while True:
@@ -153,6 +161,9 @@ class WebhookDeliverer:
 
     async def _serve(self, hook: WebhookRow) -> int:
         if not await self._lease(hook.webhook_id):
+            # Another node sends for it; looked at again next round, so that this node takes
+            # it on within a tick of that node stopping.
+            self._dirty.add(hook.hospital_id)
             return 0
         self._busy.add(hook.webhook_id)
         try:
@@ -170,11 +181,16 @@ class WebhookDeliverer:
         key = f"webhook-lease:{webhook_id}"
         node = self.cluster.node_id
         try:
-            if await self.cluster.set_if_absent(key, node, LEASE_S):
-                return True
-            return await self.cluster.refresh(key, node, LEASE_S)
+            held = await self.cluster.set_if_absent(key, node, LEASE_S) or (
+                await self.cluster.refresh(key, node, LEASE_S)
+            )
         except ClusterUnavailable:
             return False  # no safe answer to "does another node send for it?"
+        if held:
+            self._leases.add(key)
+        else:
+            self._leases.discard(key)
+        return held
 
     async def _drain(self, hook: WebhookRow) -> int:
         """Deliver the endpoint's events in order until they run out or one fails. Successes

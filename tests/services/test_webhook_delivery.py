@@ -220,3 +220,31 @@ async def test_exactly_one_node_sends_for_an_endpoint(
     finally:
         for node in nodes:
             await node.stop()
+
+
+async def test_a_stopping_node_hands_its_endpoints_over(
+    sending: Services, hook_receiver: Receiver, clock: FakeClock
+) -> None:
+    hub = MemoryHub()
+    first, second = (
+        WebhookDeliverer(
+            sending.store, sending.integrations, InMemoryClusterState(name, hub), clock
+        )
+        for name in ("n1", "n2")
+    )
+    for node in (first, second):
+        node.sender = WebhookClient(allow_private=True, timeout_s=TIMEOUT_S)
+        sending.subscriptions.on(node.heard)  # as Services wires its own
+    try:
+        await register(sending, hook_receiver.url)
+        await sending.alerts.create(alert_input(title="one"), "device-1")
+        assert await first.run_due() == 1
+        await sending.alerts.create(alert_input(title="two"), "device-1")
+        assert await second.run_due() == 0  # first holds the lease
+        await first.stop()
+        assert await second.run_due() == 1  # handed over at once, from the durable cursor
+        titles = [orjson.loads(r.body)["alert"]["title"] for r in hook_receiver.requests]
+        assert titles == ["one", "two"]
+    finally:
+        await first.stop()
+        await second.stop()
