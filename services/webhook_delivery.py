@@ -126,8 +126,8 @@ class WebhookDeliverer:
         while True:
             try:
                 await self.run_due()
-            except Exception:
-                log.exception("webhook delivery round failed; will retry")
+            except Exception as exc:  # storage or cluster down: every tick tries again
+                log.warning("webhook delivery round failed (%s); will retry", type(exc).__name__)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_S)
             self._wake.clear()

@@ -197,7 +197,7 @@ def create_app(state: ServerState, site_dir: Path | None = None) -> web.Applicat
     app.router.add_route("OPTIONS", PREFIX + "/{paths}", handle_options)
     if state.inbound is not None:
         app[INBOUND_KEY] = InboundState(state.inbound)
-        app.router.add_post(WEBHOOKS_PATH, handle_inbound)
+        app.router.add_route("*", WEBHOOKS_PATH, handle_inbound)  # 405 in JSON too
     if site_dir is not None:
         add_site(app, site_dir)
     app.cleanup_ctx.append(_sweeper)

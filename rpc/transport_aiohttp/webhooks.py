@@ -97,6 +97,12 @@ async def _handle(request: web.Request, state: ServerState, inbound: InboundStat
     proc = state.dispatcher.router.get(route.procedure) if route is not None else None
     if route is None or proc is None:
         raise RpcError(ErrorCode.NOT_FOUND, "No webhook at this path")
+    if request.method != "POST":
+        refusal = error_response(
+            RpcError(ErrorCode.METHOD_NOT_SUPPORTED, "Webhooks are POSTed"), close=True
+        )
+        refusal.headers["Allow"] = "POST"
+        return refusal
     key = await _authenticate(request, state, inbound)
     if route.scope not in key.scopes:
         raise RpcError(ErrorCode.FORBIDDEN, f"This API key lacks the scope {route.scope}")

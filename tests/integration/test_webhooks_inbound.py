@@ -218,6 +218,10 @@ async def test_another_hospital_or_a_missing_scope_is_403(api: Api) -> None:
 async def test_a_path_without_its_procedure_is_404(api: Api) -> None:
     key = (await api.new_key(["alerts:write", "vitals:write", "devices:write"]))["key"]
     assert (await api.post("nothing", {}, key))[0] == 404
+    async with api.http.get(f"{api.running.base_url}/api/webhooks/alerts") as resp:
+        assert resp.status == 405
+        assert resp.headers["Allow"] == "POST"
+        assert (await resp.json())["error"]["code"] == "METHOD_NOT_SUPPORTED"
     for name, procedure in (("vitals", "vitals.report"), ("devices", "devices.reportStatus")):
         if app_router.get(procedure) is None:  # live once the procedure is declared
             status, body = await api.post(name, {}, key)
