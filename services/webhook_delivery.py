@@ -155,7 +155,15 @@ class WebhookDeliverer:
 
         async def serve(hook: WebhookRow) -> int:
             async with limit:
-                return await self._serve(hook)
+                try:
+                    return await self._serve(hook)
+                except Exception as exc:  # one endpoint's trouble stops none of the others
+                    log.warning(
+                        "webhook %s: delivery stopped (%s); will retry",
+                        hook.webhook_id,
+                        type(exc).__name__,
+                    )
+                    return 0
 
         return sum(await asyncio.gather(*(serve(hook) for hook in due)))
 

@@ -248,3 +248,20 @@ async def test_a_stopping_node_hands_its_endpoints_over(
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_many_deliveries_are_all_recorded_and_the_cursor_follows(
+    sending: Services, hook_receiver: Receiver
+) -> None:
+    webhook_id, _ = await register(sending, hook_receiver.url)
+    for n in range(150):  # more than a page (100) and several saves (32 each)
+        await sending.alerts.create(alert_input(title=f"t{n}"), "device-1")
+    assert await sending.deliveries.run_due() == 150
+    attempts = await sending.integrations.deliveries(webhook_id, 200)
+    assert len(attempts) == 150
+    assert {a.status for a in attempts} == {"delivered"}
+    events = await sending.store.events_after("h1", 0, 200)
+    hook = await sending.webhooks.get(webhook_id)
+    assert hook.cursor == events[-1].seq
+    assert [a.event_id for a in reversed(attempts)] == [e.id for e in events]
+    assert await sending.deliveries.run_due() == 0
