@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from routers import admin, healthcare, system
+from routers import admin, apikeys, healthcare, system, webhooks
 from rpc.router import Router
 
-app_router = Router.merge(system=system.router, healthcare=healthcare.router, admin=admin.router)
+app_router = Router.merge(
+    system=system.router,
+    healthcare=healthcare.router,
+    admin=admin.router,
+    apiKeys=apikeys.router,
+    webhooks=webhooks.router,
+)

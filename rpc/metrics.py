@@ -64,6 +64,7 @@ AUTH_FAILURE_REASONS = (
     "bad_claim",
     "not_configured",
     "revoked",
+    "api_key",  # an inbound webhook's key missing, unknown or revoked
 )
 # What services.admin.AdminService counts (rpc.admin_control.ADMIN_ACTIONS' values).
 ADMIN_ACTIONS = ("stats", "disconnect", "revoke_user", "revoke_token")

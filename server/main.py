@@ -21,6 +21,7 @@ from rpc.metrics import Metrics
 from rpc.transport_aiohttp import HEALTH_KEY, ServerState, create_app, shutdown
 from rpc.transport_aiohttp.flush import when_flushed
 from rpc.transport_aiohttp.guard import GuardedSite
+from rpc.transport_aiohttp.webhook_client import WebhookClient
 from server import logs
 from server.config import ServerConfig
 from server.files import fit_to_file_limit
@@ -48,7 +49,12 @@ class Running:
 
 
 async def open_services(config: ServerConfig, registry: ConnectionRegistry) -> Services:
-    return await Services.open(config.domain, registry)
+    services = await Services.open(config.domain, registry)
+    domain = config.domain
+    await services.start_webhooks(
+        WebhookClient(domain.webhook_allow_private, domain.webhook_timeout_s)
+    )
+    return services
 
 
 def make_cluster(config: ClusterConfig) -> ClusterState:
@@ -84,6 +90,7 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Ser
         metrics=Metrics(node=config.cluster.node_id, latency=config.latency_metrics),
         metrics_token=config.metrics_token,
         revocations=services.admin.revocations,
+        inbound=services.api_keys,
     )
     services.admin.counted = state.metrics.admin_actions.inc
     observe_latency(services, state.metrics)

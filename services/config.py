@@ -101,6 +101,10 @@ class DomainConfig:
     targets: dict[Priority, float] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
     synchronous: str = "FULL"
     prune_interval_s: float = 3600.0
+    # Outbound webhooks (CONTRACT 9): private, loopback and link-local targets, and http, are
+    # allowed only with WEBHOOK_ALLOW_PRIVATE=1 (development and tests).
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, database_url: str, env: Mapping[str, str] | None = None) -> DomainConfig:
@@ -115,12 +119,20 @@ class DomainConfig:
         if synchronous not in ("FULL", "NORMAL"):
             raise DomainConfigError("SQLITE_SYNCHRONOUS must be FULL or NORMAL")
         postgres = postgres_url(database_url)
+        try:
+            webhook_timeout = float(env.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
+        except ValueError:
+            raise DomainConfigError("WEBHOOK_TIMEOUT_SECONDS must be a number") from None
+        if not 0 < webhook_timeout <= 60:
+            raise DomainConfigError("WEBHOOK_TIMEOUT_SECONDS must be in (0, 60]")
         return cls(
             database_path=":memory:" if postgres else sqlite_path(database_url),
             postgres_url=postgres,
             retention_s=days * 86_400.0,
             targets=parse_targets(env.get("ESCALATION_TARGETS", "")),
             synchronous=synchronous,
+            webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE", "") == "1",
+            webhook_timeout_s=webhook_timeout,
         )
 
 

@@ -14,13 +14,18 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from rpc.connections import ConnectionRegistry
+from rpc.outbound_webhooks import WebhookSender
 from schemas.alerts import Priority
 from services.admin import AdminService
 from services.alerts import AlertService
+from services.apikeys import ApiKeyService
 from services.bus import EventBus, LocalBus
 from services.bus_postgres import PostgresEventBus
 from services.config import DomainConfig
 from services.escalation import EscalationPolicy
+from services.integration_postgres import PostgresIntegrationStore
+from services.integration_sqlite import SqliteIntegrationStore
+from services.integration_store import IntegrationStore
 from services.lifecycle import parse_iso
 from services.metrics import MetricsService
 from services.revocations import revocation_store
@@ -28,6 +33,8 @@ from services.store import IDEMPOTENCY_TTL_S, AlertStore, StoredEvent
 from services.store_postgres import PostgresAlertStore
 from services.store_sqlite import SqliteAlertStore
 from services.subscriptions import AlertSubscriptionService
+from services.webhook_delivery import DisabledHook, WebhookDeliverer, log_disabled
+from services.webhooks import WebhookService
 
 log = logging.getLogger("alertwire.services")
 
@@ -42,6 +49,14 @@ def make_store(config: DomainConfig) -> SqliteAlertStore | PostgresAlertStore:
         return PostgresAlertStore(config.postgres_url)
     # The SQLite store creates its directory and files itself, private (services.private_files).
     return SqliteAlertStore(config.database_path, config.synchronous)
+
+
+def make_integration_store(store: AlertStore) -> IntegrationStore:
+    """The integrations' tables live in the alert store's database (same file or pool)."""
+    if isinstance(store, PostgresAlertStore):
+        return PostgresIntegrationStore(store)
+    assert isinstance(store, SqliteAlertStore)
+    return SqliteIntegrationStore(store)
 
 
 def make_bus(store: AlertStore, subscriptions: AlertSubscriptionService) -> EventBus:
@@ -75,6 +90,13 @@ class Services:
         self.subscriptions.on(self.metrics.alert_committed)
         if isinstance(store, PostgresAlertStore):
             self.subscriptions.on(functools.partial(self._heard_in_cluster, store))
+        self.integrations = make_integration_store(store)
+        self.api_keys = ApiKeyService(self.integrations, registry.cluster, clock)
+        self.webhooks = WebhookService(
+            store, self.integrations, config.webhook_allow_private, clock
+        )
+        self.deliveries = WebhookDeliverer(store, self.integrations, registry.cluster, clock)
+        self.subscriptions.on(self.deliveries.heard)
         self._pruner: asyncio.Task[None] | None = None
         self._revocation_reload: asyncio.Task[None] | None = None
 
@@ -142,7 +164,18 @@ class Services:
         marks = await self.store.prune(now - self.config.retention_s)
         self.subscriptions.pruned(marks)
         await self.store.prune_keys(now - IDEMPOTENCY_TTL_S)
+        await self.integrations.prune_responses(now - IDEMPOTENCY_TTL_S)
+        await self.integrations.prune_attempts(now - self.config.retention_s)
         return marks
+
+    async def start_webhooks(
+        self, sender: WebhookSender, on_endpoint_disabled: DisabledHook = log_disabled
+    ) -> None:
+        """Deliver outbound webhooks with `sender` (the transport's HTTP client, which the
+        composition root makes); `on_endpoint_disabled(hospital_id, webhook_id)` hears of an
+        endpoint given up on after 24 h of failures."""
+        self.deliveries.on_endpoint_disabled = on_endpoint_disabled
+        await self.deliveries.start(sender)
 
     async def _prune_forever(self) -> None:
         while True:
@@ -161,6 +194,8 @@ class Services:
 
     async def close(self) -> None:
         await self.escalation.stop()
+        await self.deliveries.stop()
+        await self.api_keys.close()
         for task in (self._pruner, self._revocation_reload):
             if task is not None:
                 task.cancel()

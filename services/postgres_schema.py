@@ -228,7 +228,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_ts);
     """
     + commit_function(announce=True, keys=True),
-    # token revocations (admin.revokeTokens, CONTRACT 11): a user's tokens issued before a
+    # 4: token revocations (admin.revokeTokens, CONTRACT 11): a user's tokens issued before a
     # moment (kind "subject", `issued_before`), or one token by its jti (kind "token").
     """
     CREATE TABLE token_revocations (
@@ -239,6 +239,62 @@ MIGRATIONS: list[str] = [
         revoked_by text NOT NULL,
         PRIMARY KEY (kind, value)
     );
+    """,
+    # 5 (integrations, CONTRACT 9): API keys (a hash of each), responses remembered for
+    # inbound Idempotency-Keys, outbound webhook endpoints with their delivery cursor, and
+    # every delivery attempt (services/integration_store.py).
+    """
+    CREATE TABLE api_keys (
+        key_id text PRIMARY KEY,
+        hospital_id text NOT NULL,
+        name text NOT NULL,
+        prefix text NOT NULL,
+        key_hash text NOT NULL UNIQUE,
+        scopes text NOT NULL,
+        signing_secret text,
+        created_ts double precision NOT NULL,
+        last_used_ts double precision,
+        revoked_ts double precision
+    );
+    CREATE INDEX api_keys_by_hospital ON api_keys (hospital_id, created_ts);
+    CREATE INDEX api_keys_by_prefix ON api_keys (prefix);
+    CREATE TABLE inbound_responses (
+        hospital_id text NOT NULL,
+        idempotency_key text NOT NULL,
+        fingerprint text NOT NULL,
+        status integer NOT NULL,
+        body bytea NOT NULL,
+        created_ts double precision NOT NULL,
+        PRIMARY KEY (hospital_id, idempotency_key)
+    );
+    CREATE INDEX inbound_responses_by_time ON inbound_responses (created_ts);
+    CREATE TABLE webhooks (
+        webhook_id text PRIMARY KEY,
+        hospital_id text NOT NULL,
+        url text NOT NULL,
+        events text NOT NULL,
+        description text,
+        secret text NOT NULL,
+        created_ts double precision NOT NULL,
+        enabled boolean NOT NULL,
+        cursor bigint NOT NULL,
+        attempt integer NOT NULL,
+        next_attempt_ts double precision NOT NULL,
+        failing_since double precision
+    );
+    CREATE INDEX webhooks_by_hospital ON webhooks (hospital_id, created_ts);
+    CREATE TABLE webhook_attempts (
+        n bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        webhook_id text NOT NULL,
+        event_id text NOT NULL,
+        attempt integer NOT NULL,
+        status text NOT NULL,
+        http_status integer,
+        error text,
+        at double precision NOT NULL
+    );
+    CREATE INDEX webhook_attempts_by_webhook ON webhook_attempts (webhook_id, n);
+    CREATE INDEX webhook_attempts_by_time ON webhook_attempts (at);
     """,
 ]
 

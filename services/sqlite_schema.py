@@ -61,7 +61,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_ts);
     """,
-    # token revocations (admin.revokeTokens, CONTRACT 11): a user's tokens issued before a
+    # 3: token revocations (admin.revokeTokens, CONTRACT 11): a user's tokens issued before a
     # moment (kind "subject", `issued_before`), or one token by its jti (kind "token").
     """
     CREATE TABLE token_revocations (
@@ -72,6 +72,62 @@ MIGRATIONS: list[str] = [
         revoked_by TEXT NOT NULL,
         PRIMARY KEY (kind, value)
     );
+    """,
+    # 4 (integrations, CONTRACT 9): API keys (a hash of each), responses remembered for
+    # inbound Idempotency-Keys, outbound webhook endpoints with their delivery cursor, and
+    # every delivery attempt (services/integration_store.py).
+    """
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        hospital_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        signing_secret TEXT,
+        created_ts REAL NOT NULL,
+        last_used_ts REAL,
+        revoked_ts REAL
+    );
+    CREATE INDEX api_keys_by_hospital ON api_keys (hospital_id, created_ts);
+    CREATE INDEX api_keys_by_prefix ON api_keys (prefix);
+    CREATE TABLE inbound_responses (
+        hospital_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        created_ts REAL NOT NULL,
+        PRIMARY KEY (hospital_id, idempotency_key)
+    );
+    CREATE INDEX inbound_responses_by_time ON inbound_responses (created_ts);
+    CREATE TABLE webhooks (
+        webhook_id TEXT PRIMARY KEY,
+        hospital_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT,
+        secret TEXT NOT NULL,
+        created_ts REAL NOT NULL,
+        enabled INTEGER NOT NULL,
+        cursor INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        next_attempt_ts REAL NOT NULL,
+        failing_since REAL
+    );
+    CREATE INDEX webhooks_by_hospital ON webhooks (hospital_id, created_ts);
+    CREATE TABLE webhook_attempts (
+        n INTEGER PRIMARY KEY,
+        webhook_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        http_status INTEGER,
+        error TEXT,
+        at REAL NOT NULL
+    );
+    CREATE INDEX webhook_attempts_by_webhook ON webhook_attempts (webhook_id, n);
+    CREATE INDEX webhook_attempts_by_time ON webhook_attempts (at);
     """,
 ]
 

@@ -24,6 +24,8 @@ from rpc.transport_aiohttp.http import handle_jsonrpc_post, handle_trpc_http, js
 from rpc.transport_aiohttp.site import CACHE_CONTROL_KEY, add_site
 from rpc.transport_aiohttp.sse import handle_sse
 from rpc.transport_aiohttp.state import STATE_KEY, ServerState
+from rpc.transport_aiohttp.webhooks import INBOUND_KEY, InboundState, handle_inbound
+from rpc.transport_aiohttp.webhooks import PATH as WEBHOOKS_PATH
 from rpc.transport_aiohttp.ws import WsConnection, handle_ws
 
 log = logging.getLogger("alertwire.transport")
@@ -216,6 +218,9 @@ def create_app(state: ServerState, site_dir: Path | None = None) -> web.Applicat
     app.router.add_route("HEAD", PREFIX + "/{paths}", handle_trpc_http)
     app.router.add_post(PREFIX + "/{paths}", handle_trpc_http)
     app.router.add_route("OPTIONS", PREFIX + "/{paths}", handle_options)
+    if state.inbound is not None:
+        app[INBOUND_KEY] = InboundState(state.inbound)
+        app.router.add_route("*", WEBHOOKS_PATH, handle_inbound)  # 405 in JSON too
     if site_dir is not None:
         add_site(app, site_dir)
     app.cleanup_ctx.append(_sweeper)

@@ -23,6 +23,7 @@ from rpc.connections import ConnectionRegistry
 from rpc.context import Principal
 from rpc.dispatch import Dispatcher
 from rpc.errors import ErrorCode, RpcError
+from rpc.inbound import InboundGate
 from rpc.limits import AnonymousPool, Limits, TokenBucket, Unlimited, rate_limiter
 from rpc.metrics import Metrics
 from rpc.revocation import Revocations
@@ -71,6 +72,8 @@ class ServerState:
     metrics_token: str | None = None  # None: GET /metrics is open (keep it internal)
     # Tokens revoked before they expire: refused on every path (rpc.revocation).
     revocations: Revocations = field(default_factory=Revocations)
+    # API keys and remembered responses for inbound webhooks; None: no /api/webhooks routes.
+    inbound: InboundGate | None = None
     started_at: float = field(default_factory=time.time)
     ready: bool = False
     shutting_down: bool = False

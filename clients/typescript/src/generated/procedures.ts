@@ -10,6 +10,9 @@ export const procedures = {
   "admin.disconnect": "mutation",
   "admin.revokeTokens": "mutation",
   "admin.stats": "query",
+  "apiKeys.create": "mutation",
+  "apiKeys.list": "query",
+  "apiKeys.revoke": "mutation",
   "healthcare.acknowledgeAlert": "mutation",
   "healthcare.createAlert": "mutation",
   "healthcare.escalateAlert": "mutation",
@@ -23,6 +26,10 @@ export const procedures = {
   "healthcare.updateAlert": "mutation",
   "system.ping": "query",
   "system.whoami": "query",
+  "webhooks.create": "mutation",
+  "webhooks.delete": "mutation",
+  "webhooks.deliveries": "query",
+  "webhooks.list": "query",
 } as const satisfies Record<string, ProcedureKind>;
 
 export type ProcedurePath = keyof typeof procedures;
@@ -56,7 +63,7 @@ export interface ProcedureTree {
     revokeTokens: {
       kind: "mutation";
       input: S.RevokeTokensInput;
-      output: S.Revoked;
+      output: S.SchemasAdminRevoked;
       tracked: false;
     };
     /** Connections, users and subscriptions by kind on every node, with totals. */
@@ -64,6 +71,29 @@ export interface ProcedureTree {
       kind: "query";
       input: S.AdminStatsInput;
       output: S.AdminStats;
+      tracked: false;
+    };
+  };
+  apiKeys: {
+    /** A key for the hospital's integration: the key (and signing secret) are shown only here. */
+    create: {
+      kind: "mutation";
+      input: S.CreateApiKeyInput;
+      output: S.ApiKeyCreated;
+      tracked: false;
+    };
+    /** The hospital's live keys, by prefix: never the keys themselves. */
+    list: {
+      kind: "query";
+      input: S.ListApiKeysInput;
+      output: S.ApiKey[];
+      tracked: false;
+    };
+    /** Refused on every node within a second, for good. */
+    revoke: {
+      kind: "mutation";
+      input: S.RevokeApiKeyInput;
+      output: S.SchemasIntegrationsRevoked;
       tracked: false;
     };
   };
@@ -165,6 +195,39 @@ export interface ProcedureTree {
       kind: "query";
       input: void;
       output: S.Identity;
+      tracked: false;
+    };
+  };
+  webhooks: {
+    /**
+     * Register an endpoint; its signing secret is shown only here. An unsafe URL is invalid
+     * params (`fieldErrors.url`).
+     */
+    create: {
+      kind: "mutation";
+      input: S.CreateWebhookInput;
+      output: S.WebhookCreated;
+      tracked: false;
+    };
+    /** Remove an endpoint and its delivery history; nothing more is sent to it. */
+    delete: {
+      kind: "mutation";
+      input: S.DeleteWebhookInput;
+      output: S.Deleted;
+      tracked: false;
+    };
+    /** The endpoint's delivery attempts, newest first (the next retry first, as `pending`). */
+    deliveries: {
+      kind: "query";
+      input: S.WebhookDeliveriesInput;
+      output: S.Delivery[];
+      tracked: false;
+    };
+    /** The hospital's endpoints (disabled ones too): never their secrets. */
+    list: {
+      kind: "query";
+      input: S.ListWebhooksInput;
+      output: S.Webhook[];
       tracked: false;
     };
   };

@@ -53,13 +53,33 @@ export type AppRouter = TRPCBuiltRouter<
        */
       revokeTokens: TRPCMutationProcedure<{
         input: S.RevokeTokensInput;
-        output: S.Revoked;
+        output: S.SchemasAdminRevoked;
         meta: Meta;
       }>;
       /** Connections, users and subscriptions by kind on every node, with totals. */
       stats: TRPCQueryProcedure<{
         input: S.AdminStatsInput;
         output: S.AdminStats;
+        meta: Meta;
+      }>;
+    };
+    apiKeys: {
+      /** A key for the hospital's integration: the key (and signing secret) are shown only here. */
+      create: TRPCMutationProcedure<{
+        input: S.CreateApiKeyInput;
+        output: S.ApiKeyCreated;
+        meta: Meta;
+      }>;
+      /** The hospital's live keys, by prefix: never the keys themselves. */
+      list: TRPCQueryProcedure<{
+        input: S.ListApiKeysInput;
+        output: S.ApiKey[];
+        meta: Meta;
+      }>;
+      /** Refused on every node within a second, for good. */
+      revoke: TRPCMutationProcedure<{
+        input: S.RevokeApiKeyInput;
+        output: S.SchemasIntegrationsRevoked;
         meta: Meta;
       }>;
     };
@@ -148,6 +168,35 @@ export type AppRouter = TRPCBuiltRouter<
       whoami: TRPCQueryProcedure<{
         input: void;
         output: S.Identity;
+        meta: Meta;
+      }>;
+    };
+    webhooks: {
+      /**
+       * Register an endpoint; its signing secret is shown only here. An unsafe URL is invalid
+       * params (`fieldErrors.url`).
+       */
+      create: TRPCMutationProcedure<{
+        input: S.CreateWebhookInput;
+        output: S.WebhookCreated;
+        meta: Meta;
+      }>;
+      /** Remove an endpoint and its delivery history; nothing more is sent to it. */
+      delete: TRPCMutationProcedure<{
+        input: S.DeleteWebhookInput;
+        output: S.Deleted;
+        meta: Meta;
+      }>;
+      /** The endpoint's delivery attempts, newest first (the next retry first, as `pending`). */
+      deliveries: TRPCQueryProcedure<{
+        input: S.WebhookDeliveriesInput;
+        output: S.Delivery[];
+        meta: Meta;
+      }>;
+      /** The hospital's endpoints (disabled ones too): never their secrets. */
+      list: TRPCQueryProcedure<{
+        input: S.ListWebhooksInput;
+        output: S.Webhook[];
         meta: Meta;
       }>;
     };

@@ -97,6 +97,28 @@ export interface AlertPage {
 
 export type AlertStreamEvent = AlertEvent | StreamReset;
 
+/** A key as listed: never the key itself. */
+export interface ApiKey {
+  keyId: string;
+  name: string;
+  /** The key's first characters, to tell keys apart. */
+  prefix: string;
+  scopes: ("alerts:write" | "vitals:write" | "devices:write")[];
+  signed: boolean;
+  createdAt: string;
+  /** Kept to within a minute; null if never used. */
+  lastUsedAt: string | null;
+}
+
+/** The key and its signing secret, shown this once: only a hash of the key is kept. */
+export interface ApiKeyCreated {
+  keyId: string;
+  /** "awk_" followed by 43 URL-safe characters (32 random bytes). */
+  key: string;
+  /** Null unless the key was created `signed`. */
+  signingSecret: string | null;
+}
+
 /** Raise an alert (a device, an integration, or a clinician). */
 export interface CreateAlertInput {
   /**
@@ -150,6 +172,92 @@ export interface CreateAlertInput {
    * @default null
    */
   idempotencyKey?: string | null;
+}
+
+/** A key for one hospital's integration, allowed what its scopes name. */
+export interface CreateApiKeyInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+  /**
+   * @minLength 1
+   * @maxLength 100
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  name: string;
+  /**
+   * @minItems 1
+   * @maxItems 3
+   */
+  scopes: ("alerts:write" | "vitals:write" | "devices:write")[];
+  /**
+   * Requests must then carry X-Alertwire-Signature made with `signingSecret`.
+   *
+   * @default false
+   */
+  signed?: boolean;
+}
+
+/** An endpoint that receives the hospital's alert events of the types named. */
+export interface CreateWebhookInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+  /**
+   * https only, and not resolving to a private, loopback or link-local address (unless the server runs with WEBHOOK_ALLOW_PRIVATE=1).
+   *
+   * @minLength 1
+   * @maxLength 2048
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  url: string;
+  /**
+   * @minItems 1
+   * @maxItems 6
+   */
+  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated")[];
+  /**
+   * @minLength 1
+   * @maxLength 500
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  description?: string | null;
+}
+
+export interface DeleteWebhookInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_-]+$
+   */
+  webhookId: string;
+}
+
+export interface Deleted {
+  deleted: boolean;
+}
+
+/** One attempt to deliver an event (or, `pending`, the next one scheduled). */
+export interface Delivery {
+  eventId: string;
+  /** @minimum 1 */
+  attempt: number;
+  status: "pending" | "delivered" | "failed";
+  httpStatus: number | null;
+  error: string | null;
+  /** When it was made (for `pending`: when it is due). */
+  at: string;
 }
 
 /** Close every connection of this user, on every node (4001). */
@@ -265,6 +373,28 @@ export interface ListAlertsInput {
   cursor?: string | null;
 }
 
+export interface ListApiKeysInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+}
+
+export interface ListWebhooksInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+}
+
 /** A hospital's alerting figures at `generatedAt`. */
 export interface Metrics {
   hospitalId: string;
@@ -326,6 +456,15 @@ export interface ResolveAlertInput {
   resolution?: string | null;
 }
 
+export interface RevokeApiKeyInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_-]+$
+   */
+  keyId: string;
+}
+
 /**
  * Either `sub` (with `issuedBefore`, default now: the user's tokens issued before then;
  * a token without `iat` counts as issued before) or `jti` (that one token).
@@ -354,9 +493,13 @@ export interface RevokeTokensInput {
   jti?: string | null;
 }
 
-export interface Revoked {
+export interface SchemasAdminRevoked {
   /** @default true */
   revoked: true;
+}
+
+export interface SchemasIntegrationsRevoked {
+  revoked: boolean;
 }
 
 export interface StatsTotals {
@@ -453,4 +596,43 @@ export interface UpdateAlertInput {
    * @default null
    */
   assignedTo?: string | null;
+}
+
+export interface Webhook {
+  webhookId: string;
+  hospitalId: string;
+  url: string;
+  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated")[];
+  description: string | null;
+  /** False once deliveries kept failing for 24 h. */
+  enabled: boolean;
+  createdAt: string;
+}
+
+/** The endpoint and its signing secret, shown this once. */
+export interface WebhookCreated {
+  webhookId: string;
+  hospitalId: string;
+  url: string;
+  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated")[];
+  description: string | null;
+  /** False once deliveries kept failing for 24 h. */
+  enabled: boolean;
+  createdAt: string;
+  secret: string;
+}
+
+export interface WebhookDeliveriesInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_-]+$
+   */
+  webhookId: string;
+  /**
+   * @minimum 1
+   * @maximum 200
+   * @default 50
+   */
+  limit?: number;
 }
