@@ -20,6 +20,7 @@ import orjson
 from rpc.errors import ErrorCode, RpcError
 from schemas.alerts import (
     Alert,
+    AlertEvent,
     AlertEventType,
     CreateAlertInput,
     Priority,
@@ -48,20 +49,24 @@ def not_found(alert_id: str) -> RpcError:
     return RpcError(ErrorCode.NOT_FOUND, "No such alert", {"alertId": alert_id})
 
 
-def event_payload(seq: int, change: Change, actor: str, now: float) -> bytes:
-    """The AlertEvent as it goes on the wire; encoded once, shared by every subscriber."""
+def event_payload(
+    seq: int, change: Change, actor: str, now: float, note: str | None = None
+) -> bytes:
+    """The AlertEvent as it goes on the wire; encoded once, shared by every subscriber. `note`
+    is the text of an `alert.noted` event and null on the others (their reason or resolution
+    stays in the audit trail)."""
     alert = change.alert
-    return orjson.dumps(
-        {
-            "id": format_event_id(seq),
-            "type": change.event_type,
-            "hospitalId": alert.hospital_id,
-            "alertId": alert.id,
-            "alert": alert.model_dump(mode="json", by_alias=True),
-            "actorId": actor,
-            "occurredAt": iso(now),
-        }
-    )
+    body = {
+        "id": format_event_id(seq),
+        "type": change.event_type,
+        "hospitalId": alert.hospital_id,
+        "alertId": alert.id,
+        "alert": alert.model_dump(mode="json", by_alias=True),
+        "actorId": actor,
+        "occurredAt": iso(now),
+        "note": note if change.event_type == "alert.noted" else None,
+    }
+    return orjson.dumps(body)
 
 
 class AlertService:
@@ -156,6 +161,28 @@ class AlertService:
 
         return await self._change(alert_id, actor, resolution, apply)
 
+    async def add_note(self, alert_id: str, actor: str, text: str) -> AlertEvent:
+        """Commit an `alert.noted` event in the alert's stream (ordered and replayed like every
+        other event) and return it as subscribers get it. The text is clinical: it goes to the
+        store and the wire only, never to a log."""
+        payloads: list[bytes] = []
+
+        async def operation(tx: Transaction) -> AlertRecord:
+            record = await tx.get(alert_id)
+            if record is None:
+                raise not_found(alert_id)
+            now = self.clock()
+            change = lifecycle.note(record.alert, now)
+            updated = AlertRecord(
+                change.alert, record.created_ts, record.responded_ts, record.escalation_due
+            )
+            payloads.clear()  # a batch run again on fresh reads stages it anew
+            return self._stage(tx, updated, change, actor, now, text, note=text, keep=payloads)
+
+        await self.store.transact(operation)
+        # The last encoding is the committed one: a renumbered event is encoded again.
+        return AlertEvent.model_validate_json(payloads[-1])
+
     async def escalate_if_due(self, alert_id: str) -> Alert | None:
         """Automatic escalation, as the system actor, once per period: only when the alert is
         still active and its due time has come (checked inside the transaction)."""
@@ -208,12 +235,20 @@ class AlertService:
         now: float,
         detail: str | None,
         idempotency_key: str | None = None,
+        note: str | None = None,
+        keep: list[bytes] | None = None,
     ) -> AlertRecord:
+        """`keep`, when given, collects every encoding of the event (the last one is what
+        commits, should the store renumber it)."""
         event_type: AlertEventType = change.event_type
-        tx.stage(
-            StagedChange(record, event_type, actor, now, detail, idempotency_key),
-            lambda seq: event_payload(seq, change, actor, now),
-        )
+
+        def make_event(seq: int) -> bytes:
+            payload = event_payload(seq, change, actor, now, note)
+            if keep is not None:
+                keep.append(payload)
+            return payload
+
+        tx.stage(StagedChange(record, event_type, actor, now, detail, idempotency_key), make_event)
         # Told at staging, inside the writer, so that no caller going away after the commit
         # can keep it from being heard. Should the commit fail, a watcher has heard of a change
         # that did not happen: the escalation policy checks the committed state before acting.

@@ -16,6 +16,7 @@ import orjson
 from rpc.connections import ConnectionRegistry
 from schemas.alerts import Priority
 from services.alerts import AlertService
+from services.audit import AuditReader, audit_reader
 from services.bus import EventBus, LocalBus
 from services.bus_postgres import PostgresEventBus
 from services.config import DomainConfig
@@ -63,6 +64,7 @@ class Services:
         self.clock = clock
         self.subscriptions = AlertSubscriptionService(store)
         self.alerts = AlertService(store, config.targets, clock)
+        self.audit: AuditReader = audit_reader(store)
         self.metrics = MetricsService(store, registry, config.targets, clock)
         cluster = isinstance(store, PostgresAlertStore)
         reload_s = CLUSTER_RELOAD_S if cluster else None

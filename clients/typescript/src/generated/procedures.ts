@@ -8,10 +8,12 @@ export type ProcedureKind = "query" | "mutation" | "subscription";
 /** Every procedure path and its kind. */
 export const procedures = {
   "healthcare.acknowledgeAlert": "mutation",
+  "healthcare.addNote": "mutation",
   "healthcare.createAlert": "mutation",
   "healthcare.escalateAlert": "mutation",
   "healthcare.getAlert": "query",
   "healthcare.getAlertEvents": "query",
+  "healthcare.getAuditTrail": "query",
   "healthcare.getMetrics": "query",
   "healthcare.listAlerts": "query",
   "healthcare.resolveAlert": "mutation",
@@ -46,6 +48,16 @@ export interface ProcedureTree {
       output: S.Alert;
       tracked: false;
     };
+    /**
+     * Add a clinical note to the alert's record: an `alert.noted` event in its stream, which
+     * every subscriber of the hospital hears; returns that event (it carries `note`).
+     */
+    addNote: {
+      kind: "mutation";
+      input: S.AddNoteInput;
+      output: S.AlertEvent;
+      tracked: false;
+    };
     /** Raise an alert; every subscriber of its hospital hears `alert.created`. */
     createAlert: {
       kind: "mutation";
@@ -75,6 +87,16 @@ export interface ProcedureTree {
       kind: "query";
       input: S.GetAlertEventsInput;
       output: S.AlertEventPage;
+      tracked: false;
+    };
+    /**
+     * Every retained event of the alert, oldest first: who did what and when, with the note,
+     * reason or resolution they wrote (null for the others).
+     */
+    getAuditTrail: {
+      kind: "query";
+      input: S.GetAuditTrailInput;
+      output: S.AuditTrail;
       tracked: false;
     };
     /** The hospital's alerting figures now. */

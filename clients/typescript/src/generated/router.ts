@@ -47,6 +47,15 @@ export type AppRouter = TRPCBuiltRouter<
         output: S.Alert;
         meta: Meta;
       }>;
+      /**
+       * Add a clinical note to the alert's record: an `alert.noted` event in its stream, which
+       * every subscriber of the hospital hears; returns that event (it carries `note`).
+       */
+      addNote: TRPCMutationProcedure<{
+        input: S.AddNoteInput;
+        output: S.AlertEvent;
+        meta: Meta;
+      }>;
       /** Raise an alert; every subscriber of its hospital hears `alert.created`. */
       createAlert: TRPCMutationProcedure<{
         input: S.CreateAlertInput;
@@ -72,6 +81,15 @@ export type AppRouter = TRPCBuiltRouter<
       getAlertEvents: TRPCQueryProcedure<{
         input: S.GetAlertEventsInput;
         output: S.AlertEventPage;
+        meta: Meta;
+      }>;
+      /**
+       * Every retained event of the alert, oldest first: who did what and when, with the note,
+       * reason or resolution they wrote (null for the others).
+       */
+      getAuditTrail: TRPCQueryProcedure<{
+        input: S.GetAuditTrailInput;
+        output: S.AuditTrail;
         meta: Meta;
       }>;
       /** The hospital's alerting figures now. */

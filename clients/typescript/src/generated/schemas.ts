@@ -18,6 +18,22 @@ export interface AcknowledgeAlertInput {
   note?: string | null;
 }
 
+/** Add a clinical note to an alert's record (an `alert.noted` event in its stream). */
+export interface AddNoteInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  alertId: string;
+  /**
+   * @minLength 1
+   * @maxLength 2000
+   * @pattern ^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  text: string;
+}
+
 /** A clinical alert and where it stands in its lifecycle. */
 export interface Alert {
   id: string;
@@ -51,13 +67,19 @@ export interface Alert {
 export interface AlertEvent {
   /** The event id: opaque, increasing per hospital. */
   id: string;
-  type: "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated";
+  type: "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted";
   hospitalId: string;
   alertId: string;
   alert: Alert;
   /** Who made the change ("system" for automatic escalation). */
   actorId: string;
   occurredAt: string;
+  /**
+   * The note's text on an `alert.noted` event; null on the others.
+   *
+   * @default null
+   */
+  note: string | null;
 }
 
 /** `lastEventId`: where the next call continues from. */
@@ -77,6 +99,22 @@ export interface AlertPage {
 }
 
 export type AlertStreamEvent = AlertEvent | StreamReset;
+
+/** One event of an alert's history: who did what, when, and what they wrote. */
+export interface AuditEntry {
+  eventId: string;
+  type: "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted";
+  actorId: string;
+  occurredAt: string;
+  /** The note, reason or resolution written with the change; null otherwise. */
+  detail: string | null;
+}
+
+/** Every retained event of an alert, oldest first. */
+export interface AuditTrail {
+  alertId: string;
+  entries: AuditEntry[];
+}
 
 /** Raise an alert (a device, an integration, or a clinician). */
 export interface CreateAlertInput {
@@ -176,6 +214,15 @@ export interface GetAlertEventsInput {
 }
 
 export interface GetAlertInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  alertId: string;
+}
+
+export interface GetAuditTrailInput {
   /**
    * @minLength 1
    * @maxLength 64
