@@ -5,6 +5,7 @@ event back with actor, time and text, also from a store opened again (a restart)
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -67,7 +68,7 @@ async def test_the_audit_trail_survives_a_restart(
     backend: Backend, config: DomainConfig, services: Services, clock: FakeClock
 ) -> None:
     alert = await services.alerts.create(alert_input(priority="critical"), "device-7")
-    steps = [
+    steps: list[Callable[[], Awaitable[object]]] = [
         lambda: services.alerts.acknowledge(alert.id, "nurse-1", "on my way"),
         lambda: services.alerts.add_note(alert.id, "nurse-1", NOTE),
         lambda: services.alerts.escalate(alert.id, "nurse-1", "needs a physician"),
