@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from routers import healthcare, system
+from routers import healthcare, presence, system
 from rpc.router import Router
 
-app_router = Router.merge(system=system.router, healthcare=healthcare.router)
+app_router = Router.merge(
+    system=system.router, healthcare=healthcare.router, presence=presence.router
+)

@@ -101,6 +101,8 @@ class DomainConfig:
     targets: dict[Priority, float] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
     synchronous: str = "FULL"
     prune_interval_s: float = 3600.0
+    # Presence (CONTRACT 10): a connected user is `away` after this long without a call.
+    presence_away_s: float = 300.0
 
     @classmethod
     def from_env(cls, database_url: str, env: Mapping[str, str] | None = None) -> DomainConfig:
@@ -114,8 +116,15 @@ class DomainConfig:
         synchronous = env.get("SQLITE_SYNCHRONOUS", "FULL").upper()
         if synchronous not in ("FULL", "NORMAL"):
             raise DomainConfigError("SQLITE_SYNCHRONOUS must be FULL or NORMAL")
+        try:
+            away = float(env.get("PRESENCE_AWAY_SECONDS", "300"))
+        except ValueError:
+            raise DomainConfigError("PRESENCE_AWAY_SECONDS must be a number") from None
+        if not away > 0:
+            raise DomainConfigError("PRESENCE_AWAY_SECONDS must be positive")
         postgres = postgres_url(database_url)
         return cls(
+            presence_away_s=away,
             database_path=":memory:" if postgres else sqlite_path(database_url),
             postgres_url=postgres,
             retention_s=days * 86_400.0,

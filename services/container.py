@@ -23,6 +23,7 @@ from services.config import DomainConfig
 from services.escalation import EscalationPolicy
 from services.lifecycle import parse_iso
 from services.metrics import MetricsService
+from services.presence import PresenceService
 from services.store import IDEMPOTENCY_TTL_S, AlertStore, StoredEvent
 from services.store_postgres import PostgresAlertStore
 from services.store_sqlite import SqliteAlertStore
@@ -65,6 +66,7 @@ class Services:
         self.subscriptions = AlertSubscriptionService(store)
         self.alerts = AlertService(store, config.targets, clock)
         self.audit: AuditReader = audit_reader(store)
+        self.presence = PresenceService(registry.cluster, clock, config.presence_away_s)
         self.metrics = MetricsService(store, registry, config.targets, clock)
         cluster = isinstance(store, PostgresAlertStore)
         reload_s = CLUSTER_RELOAD_S if cluster else None
@@ -112,6 +114,7 @@ class Services:
         await services.bus.start()
         if background:
             await services.escalation.start()
+            await services.presence.start()
             services._pruner = asyncio.create_task(services._prune_forever(), name="retention")
         else:
             await services.escalation.load()
@@ -153,6 +156,7 @@ class Services:
         return {"storage": storage, **self.bus.health()}
 
     async def close(self) -> None:
+        await self.presence.stop()
         await self.escalation.stop()
         if self._pruner is not None:
             self._pruner.cancel()

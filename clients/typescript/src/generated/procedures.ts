@@ -20,6 +20,10 @@ export const procedures = {
   "healthcare.subscribeToAlerts": "subscription",
   "healthcare.subscribeToMetrics": "subscription",
   "healthcare.updateAlert": "mutation",
+  "presence.set": "mutation",
+  "presence.subscribe": "subscription",
+  "presence.subscribeToAlert": "subscription",
+  "presence.viewing": "mutation",
   "system.ping": "query",
   "system.whoami": "query",
 } as const satisfies Record<string, ProcedureKind>;
@@ -33,6 +37,8 @@ export type ProcedurePath = keyof typeof procedures;
 export const subscriptions = {
   "healthcare.subscribeToAlerts": { tracked: true, resumable: true },
   "healthcare.subscribeToMetrics": { tracked: false, resumable: false },
+  "presence.subscribe": { tracked: false, resumable: false },
+  "presence.subscribeToAlert": { tracked: false, resumable: false },
 } as const satisfies Record<string, { tracked: boolean; resumable: boolean }>;
 
 /**
@@ -142,6 +148,45 @@ export interface ProcedureTree {
       kind: "mutation";
       input: S.UpdateAlertInput;
       output: S.Alert;
+      tracked: false;
+    };
+  };
+  presence: {
+    /**
+     * Set one's status (`online` gives it back to the automatic one) and/or activity (""
+     * clears it), on every device and node; both are forgotten when one goes offline.
+     */
+    set: {
+      kind: "mutation";
+      input: S.SetPresenceInput;
+      output: S.PresenceState;
+      tracked: false;
+    };
+    /**
+     * `presence.snapshot` of the staff connected to the hospital now, then
+     * `presence.changed` and `presence.left` as they come and go.
+     */
+    subscribe: {
+      kind: "subscription";
+      input: S.SubscribePresenceInput;
+      output: S.PresenceEvent;
+      tracked: false;
+    };
+    /** `alert.viewers` at once, then on every change of who looks at the alert or types. */
+    subscribeToAlert: {
+      kind: "subscription";
+      input: S.SubscribeToAlertViewersInput;
+      output: S.AlertViewers;
+      tracked: false;
+    };
+    /**
+     * Say that one is looking at the alert (repeat within 30 s while one does) and whether
+     * one is typing about it; returns who is looking now.
+     */
+    viewing: {
+      kind: "mutation";
+      input: S.ViewingInput;
+      output: S.AlertViewers;
       tracked: false;
     };
   };

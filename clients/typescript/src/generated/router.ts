@@ -132,6 +132,41 @@ export type AppRouter = TRPCBuiltRouter<
         meta: Meta;
       }>;
     };
+    presence: {
+      /**
+       * Set one's status (`online` gives it back to the automatic one) and/or activity (""
+       * clears it), on every device and node; both are forgotten when one goes offline.
+       */
+      set: TRPCMutationProcedure<{
+        input: S.SetPresenceInput;
+        output: S.PresenceState;
+        meta: Meta;
+      }>;
+      /**
+       * `presence.snapshot` of the staff connected to the hospital now, then
+       * `presence.changed` and `presence.left` as they come and go.
+       */
+      subscribe: TRPCSubscriptionProcedure<{
+        input: S.SubscribePresenceInput;
+        output: AsyncIterable<S.PresenceEvent, void, any>;
+        meta: Meta;
+      }>;
+      /** `alert.viewers` at once, then on every change of who looks at the alert or types. */
+      subscribeToAlert: TRPCSubscriptionProcedure<{
+        input: S.SubscribeToAlertViewersInput;
+        output: AsyncIterable<S.AlertViewers, void, any>;
+        meta: Meta;
+      }>;
+      /**
+       * Say that one is looking at the alert (repeat within 30 s while one does) and whether
+       * one is typing about it; returns who is looking now.
+       */
+      viewing: TRPCMutationProcedure<{
+        input: S.ViewingInput;
+        output: S.AlertViewers;
+        meta: Meta;
+      }>;
+    };
     system: {
       /** Liveness of the RPC layer; needs no token. */
       ping: TRPCQueryProcedure<{

@@ -100,6 +100,20 @@ export interface AlertPage {
 
 export type AlertStreamEvent = AlertEvent | StreamReset;
 
+export interface AlertViewer {
+  sub: string;
+  name: string;
+  role: string;
+  typing: boolean;
+}
+
+/** Who is looking at the alert now (each user once, whatever their devices). */
+export interface AlertViewers {
+  type: "alert.viewers";
+  alertId: string;
+  viewers: AlertViewer[];
+}
+
 /** One event of an alert's history: who did what, when, and what they wrote. */
 export interface AuditEntry {
   eventId: string;
@@ -311,6 +325,51 @@ export interface Metrics {
   generatedAt: string;
 }
 
+/** Someone arrived, or their status, activity, devices or name changed. */
+export interface PresenceChanged {
+  type: "presence.changed";
+  member: PresenceMember;
+}
+
+export type PresenceEvent = PresenceSnapshot | PresenceChanged | PresenceLeft;
+
+/** Someone is gone: their last connection closed more than the grace period ago. */
+export interface PresenceLeft {
+  type: "presence.left";
+  sub: string;
+}
+
+/** One staff member connected to the hospital (on any node, by any number of devices). */
+export interface PresenceMember {
+  sub: string;
+  /** The token's `name` claim, or the user id when it has none. */
+  name: string;
+  role: string;
+  status: "online" | "away" | "busy";
+  activity: string | null;
+  /**
+   * Live connections of the user, every node counted.
+   *
+   * @minimum 1
+   */
+  devices: number;
+  /** When the current status began. */
+  since: string;
+}
+
+/** Sent first: everyone present now. */
+export interface PresenceSnapshot {
+  type: "presence.snapshot";
+  hospitalId: string;
+  members: PresenceMember[];
+}
+
+/** The caller's status and activity now in force. */
+export interface PresenceState {
+  status: "online" | "away" | "busy";
+  activity: string | null;
+}
+
 /** Close an alert for good. */
 export interface ResolveAlertInput {
   /**
@@ -329,6 +388,22 @@ export interface ResolveAlertInput {
 }
 
 /**
+ * Set one's status and/or activity; the fields left out stay as they are. `online` gives
+ * the status back to the automatic one (away after inactivity); `busy` and `away` hold until
+ * changed or until the user goes offline. An empty `activity` ("") clears it.
+ */
+export interface SetPresenceInput {
+  /** @default null */
+  status?: "online" | "away" | "busy" | null;
+  /**
+   * @maxLength 120
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  activity?: string | null;
+}
+
+/**
  * The requested position is no longer in the retained history: refetch, then go on live.
  *
  * `id` is the newest event id; the stream continues after it.
@@ -338,6 +413,26 @@ export interface StreamReset {
   type: "stream.reset";
   hospitalId: string;
   reason: string;
+}
+
+export interface SubscribePresenceInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+}
+
+export interface SubscribeToAlertViewersInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  alertId: string;
 }
 
 /** A hospital's alert events (or one alert's), live; after `lastEventId` when given. */
@@ -415,4 +510,22 @@ export interface UpdateAlertInput {
    * @default null
    */
   assignedTo?: string | null;
+}
+
+/**
+ * Say that one is looking at an alert (and whether one is typing about it). It lapses by
+ * itself: repeat it at least every VIEWING_TTL_S (30 s) while looking; `typing` lapses after
+ * TYPING_TTL_S (6 s) unless repeated. `viewing: false` stops at once.
+ */
+export interface ViewingInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  alertId: string;
+  /** @default false */
+  typing?: boolean;
+  /** @default true */
+  viewing?: boolean;
 }
