@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from routers import healthcare, presence, system
+from routers import healthcare, notifications, presence, system
 from rpc.router import Router
 
 app_router = Router.merge(
-    system=system.router, healthcare=healthcare.router, presence=presence.router
+    system=system.router,
+    healthcare=healthcare.router,
+    presence=presence.router,
+    notifications=notifications.router,
 )

@@ -76,7 +76,7 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Ser
     services = await open_services(config, registry)
     await cluster.start()  # after the store: a node that cannot open it never joins
     dispatcher = Dispatcher(app_router, services)
-    dispatcher.on_call = services.presence.heard_call
+    dispatcher.on_call = services.heard_call
     state = ServerState(
         dispatcher=dispatcher,
         auth=config.auth,

@@ -39,6 +39,8 @@ from services.store import (
 
 Clock = Callable[[], float]
 RecordListener = Callable[[AlertRecord], None]
+# (event type, actor, the alert before, after): a change this node committed, once committed.
+CommitListener = Callable[[AlertEventType, str, Alert | None, Alert], None]
 
 
 def new_alert_id() -> str:
@@ -82,11 +84,23 @@ class AlertService:
         self.clock = clock
         self.new_id = new_id
         self._watchers: list[RecordListener] = []
+        self._committed_listeners: list[CommitListener] = []
 
     def watch(self, listener: RecordListener) -> None:
         """Hear every alert state as it is staged for commit (the escalation policy schedules
         from it)."""
         self._watchers.append(listener)
+
+    def on_committed(self, listener: CommitListener) -> None:
+        """Hear each change this node committed (acknowledge, escalate, update, resolve,
+        automatic escalation), after the commit: the notification rules run from it, once in
+        a cluster since exactly one node commits a change."""
+        self._committed_listeners.append(listener)
+
+    def _tell(self, changes: list[tuple[AlertEventType, str, Alert, Alert]]) -> None:
+        for event_type, actor, before, after in changes:
+            for listener in self._committed_listeners:
+                listener(event_type, actor, before, after)
 
     async def get(self, alert_id: str) -> AlertRecord:
         record = await self.store.get(alert_id)
@@ -187,7 +201,10 @@ class AlertService:
         """Automatic escalation, as the system actor, once per period: only when the alert is
         still active and its due time has come (checked inside the transaction)."""
 
+        changes: list[tuple[AlertEventType, str, Alert, Alert]] = []
+
         async def operation(tx: Transaction) -> AlertRecord | None:
+            changes.clear()  # a batch run again on fresh reads stages it anew
             record = await tx.get(alert_id)
             now = self.clock()
             if record is None or record.alert.status != "active":
@@ -199,9 +216,11 @@ class AlertService:
             due = now + self.targets[priority]
             escalated = AlertRecord(change.alert, record.created_ts, record.responded_ts, due)
             reason = f"Not acknowledged within {self.targets[priority]:g} s ({priority})"
+            changes.append((change.event_type, lifecycle.SYSTEM_ACTOR, record.alert, change.alert))
             return self._stage(tx, escalated, change, lifecycle.SYSTEM_ACTOR, now, reason)
 
         record = await self.store.transact(operation)
+        self._tell(changes)
         return None if record is None else self._committed(record)
 
     # --- plumbing ----------------------------------------------------------------------------
@@ -213,7 +232,10 @@ class AlertService:
         detail: str | None,
         apply: Callable[[AlertRecord, float], tuple[AlertRecord, Change] | None],
     ) -> Alert:
+        changes: list[tuple[AlertEventType, str, Alert, Alert]] = []
+
         async def operation(tx: Transaction) -> AlertRecord:
+            changes.clear()  # a batch run again on fresh reads stages it anew
             record = await tx.get(alert_id)
             if record is None:
                 raise not_found(alert_id)
@@ -222,9 +244,12 @@ class AlertService:
             if result is None:
                 return record  # an idempotent repeat: nothing to commit or publish
             updated, change = result
+            changes.append((change.event_type, actor, record.alert, change.alert))
             return self._stage(tx, updated, change, actor, now, detail)
 
-        return self._committed(await self.store.transact(operation))
+        committed = await self.store.transact(operation)
+        self._tell(changes)
+        return self._committed(committed)
 
     def _stage(
         self,

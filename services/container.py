@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from rpc.connections import ConnectionRegistry
+from rpc.context import Principal
 from schemas.alerts import Priority
 from services.alerts import AlertService
 from services.audit import AuditReader, audit_reader
@@ -23,6 +24,9 @@ from services.config import DomainConfig
 from services.escalation import EscalationPolicy
 from services.lifecycle import parse_iso
 from services.metrics import MetricsService
+from services.notification_store import NotificationStore, SqliteNotificationStore
+from services.notification_store_postgres import PostgresNotificationStore
+from services.notifications import NotificationService
 from services.presence import PresenceService
 from services.store import IDEMPOTENCY_TTL_S, AlertStore, StoredEvent
 from services.store_postgres import PostgresAlertStore
@@ -42,6 +46,15 @@ def make_store(config: DomainConfig) -> SqliteAlertStore | PostgresAlertStore:
         return PostgresAlertStore(config.postgres_url)
     # The SQLite store creates its directory and files itself, private (services.private_files).
     return SqliteAlertStore(config.database_path, config.synchronous)
+
+
+def make_notification_store(store: AlertStore) -> NotificationStore:
+    """The inbox and staff directory, in the alert store's database and on its connections."""
+    if isinstance(store, PostgresAlertStore):
+        return PostgresNotificationStore(store)
+    if isinstance(store, SqliteAlertStore):
+        return SqliteNotificationStore(store)
+    raise TypeError(f"no notification store for {type(store).__name__}")
 
 
 def make_bus(store: AlertStore, subscriptions: AlertSubscriptionService) -> EventBus:
@@ -67,6 +80,10 @@ class Services:
         self.alerts = AlertService(store, config.targets, clock)
         self.audit: AuditReader = audit_reader(store)
         self.presence = PresenceService(registry.cluster, clock, config.presence_away_s)
+        self.notifications = NotificationService(
+            make_notification_store(store), registry.cluster, clock
+        )
+        self.alerts.on_committed(self.notifications.alert_committed)
         self.metrics = MetricsService(store, registry, config.targets, clock)
         cluster = isinstance(store, PostgresAlertStore)
         reload_s = CLUSTER_RELOAD_S if cluster else None
@@ -77,6 +94,12 @@ class Services:
         if isinstance(store, PostgresAlertStore):
             self.subscriptions.on(functools.partial(self._heard_in_cluster, store))
         self._pruner: asyncio.Task[None] | None = None
+
+    def heard_call(self, principal: Principal) -> None:
+        """Every authenticated call (the dispatcher's `on_call`): presence counts it as
+        activity, the staff directory records who works where."""
+        self.presence.heard_call(principal)
+        self.notifications.heard_call(principal)
 
     def observe(
         self, commit_seconds: Callable[[float], None], delivered: Callable[[float], None]
@@ -157,6 +180,7 @@ class Services:
 
     async def close(self) -> None:
         await self.presence.stop()
+        await self.notifications.close()
         await self.escalation.stop()
         if self._pruner is not None:
             self._pruner.cancel()

@@ -20,6 +20,11 @@ export const procedures = {
   "healthcare.subscribeToAlerts": "subscription",
   "healthcare.subscribeToMetrics": "subscription",
   "healthcare.updateAlert": "mutation",
+  "notifications.broadcast": "mutation",
+  "notifications.list": "query",
+  "notifications.markAllRead": "mutation",
+  "notifications.markRead": "mutation",
+  "notifications.subscribe": "subscription",
   "presence.set": "mutation",
   "presence.subscribe": "subscription",
   "presence.subscribeToAlert": "subscription",
@@ -37,6 +42,7 @@ export type ProcedurePath = keyof typeof procedures;
 export const subscriptions = {
   "healthcare.subscribeToAlerts": { tracked: true, resumable: true },
   "healthcare.subscribeToMetrics": { tracked: false, resumable: false },
+  "notifications.subscribe": { tracked: true, resumable: true },
   "presence.subscribe": { tracked: false, resumable: false },
   "presence.subscribeToAlert": { tracked: false, resumable: false },
 } as const satisfies Record<string, { tracked: boolean; resumable: boolean }>;
@@ -149,6 +155,50 @@ export interface ProcedureTree {
       input: S.UpdateAlertInput;
       output: S.Alert;
       tracked: false;
+    };
+  };
+  notifications: {
+    /** A notice in the inbox of every staff member of the hospital (those seen so far). */
+    broadcast: {
+      kind: "mutation";
+      input: S.BroadcastInput;
+      output: S.BroadcastResult;
+      tracked: false;
+    };
+    /**
+     * A page of one's notifications, newest first (`cursor`: the previous page's
+     * `nextCursor`), with the unread count.
+     */
+    list: {
+      kind: "query";
+      input: S.ListNotificationsInput;
+      output: S.NotificationPage;
+      tracked: false;
+    };
+    /** Mark every one of one's notifications read. */
+    markAllRead: {
+      kind: "mutation";
+      input: void;
+      output: S.MarkReadResult;
+      tracked: false;
+    };
+    /** Mark these of one's notifications read, on every device; others' ids change nothing. */
+    markRead: {
+      kind: "mutation";
+      input: S.MarkReadInput;
+      output: S.MarkReadResult;
+      tracked: false;
+    };
+    /**
+     * `notification.new` as they are written, `notification.read` when read on any device,
+     * `notification.count` at the start and on every change; after `lastEventId`, the ones
+     * written since come first.
+     */
+    subscribe: {
+      kind: "subscription";
+      input: S.SubscribeNotificationsInput;
+      output: S.NotificationEvent;
+      tracked: true;
     };
   };
   presence: {

@@ -132,6 +132,45 @@ export type AppRouter = TRPCBuiltRouter<
         meta: Meta;
       }>;
     };
+    notifications: {
+      /** A notice in the inbox of every staff member of the hospital (those seen so far). */
+      broadcast: TRPCMutationProcedure<{
+        input: S.BroadcastInput;
+        output: S.BroadcastResult;
+        meta: Meta;
+      }>;
+      /**
+       * A page of one's notifications, newest first (`cursor`: the previous page's
+       * `nextCursor`), with the unread count.
+       */
+      list: TRPCQueryProcedure<{
+        input: S.ListNotificationsInput;
+        output: S.NotificationPage;
+        meta: Meta;
+      }>;
+      /** Mark every one of one's notifications read. */
+      markAllRead: TRPCMutationProcedure<{
+        input: void;
+        output: S.MarkReadResult;
+        meta: Meta;
+      }>;
+      /** Mark these of one's notifications read, on every device; others' ids change nothing. */
+      markRead: TRPCMutationProcedure<{
+        input: S.MarkReadInput;
+        output: S.MarkReadResult;
+        meta: Meta;
+      }>;
+      /**
+       * `notification.new` as they are written, `notification.read` when read on any device,
+       * `notification.count` at the start and on every change; after `lastEventId`, the ones
+       * written since come first.
+       */
+      subscribe: TRPCSubscriptionProcedure<{
+        input: S.SubscribeNotificationsInput;
+        output: AsyncIterable<{ id: string; data: S.NotificationEvent }, void, any>;
+        meta: Meta;
+      }>;
+    };
     presence: {
       /**
        * Set one's status (`online` gives it back to the automatic one) and/or activity (""

@@ -130,6 +130,41 @@ export interface AuditTrail {
   entries: AuditEntry[];
 }
 
+/** A notice to every staff member of the hospital (e.g. planned maintenance). */
+export interface BroadcastInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+  /**
+   * @minLength 1
+   * @maxLength 200
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  title: string;
+  /**
+   * @minLength 1
+   * @maxLength 2000
+   * @pattern ^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  message: string;
+  /** @default "info" */
+  severity?: "info" | "warning" | "critical";
+}
+
+export interface BroadcastResult {
+  /**
+   * Staff of the hospital the notice was written for.
+   *
+   * @minimum 0
+   */
+  recipients: number;
+}
+
 /** Raise an alert (a device, an integration, or a clinician). */
 export interface CreateAlertInput {
   /**
@@ -292,6 +327,40 @@ export interface ListAlertsInput {
   cursor?: string | null;
 }
 
+/** A page of one's notifications, newest first. */
+export interface ListNotificationsInput {
+  /** @default false */
+  unreadOnly?: boolean;
+  /**
+   * @minLength 1
+   * @maxLength 19
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  cursor?: string | null;
+  /**
+   * @minimum 1
+   * @maximum 200
+   * @default 50
+   */
+  limit?: number;
+}
+
+export interface MarkReadInput {
+  /**
+   * @minItems 1
+   * @maxItems 500
+   */
+  ids: string[];
+}
+
+/** `ids`: those this call marked (already read ones are left out); `unread` after it. */
+export interface MarkReadResult {
+  ids: string[];
+  /** @minimum 0 */
+  unread: number;
+}
+
 /** A hospital's alerting figures at `generatedAt`. */
 export interface Metrics {
   hospitalId: string;
@@ -323,6 +392,48 @@ export interface Metrics {
   /** Mean time from creation to first response over the last 24 h; null when none. */
   averageResponseTimeSeconds: number | null;
   generatedAt: string;
+}
+
+export interface Notification {
+  id: string;
+  kind: "alert.assigned" | "alert.escalated" | "webhook.disabled" | "broadcast";
+  title: string;
+  message: string | null;
+  hospitalId: string | null;
+  /** The alert it is about, for the alert kinds. */
+  alertId: string | null;
+  /** A broadcast's severity; null for the others. */
+  severity: "info" | "warning" | "critical" | null;
+  createdAt: string;
+  readAt: string | null;
+}
+
+/** The unread count: sent at the start and whenever it changes. */
+export interface NotificationCount {
+  type: "notification.count";
+  /** @minimum 0 */
+  unread: number;
+}
+
+export type NotificationEvent = NotificationNew | NotificationRead | NotificationCount;
+
+export interface NotificationNew {
+  type: "notification.new";
+  notification: Notification;
+}
+
+/** `unread`: the user's unread notifications in all (not only on this page). */
+export interface NotificationPage {
+  items: Notification[];
+  nextCursor: string | null;
+  /** @minimum 0 */
+  unread: number;
+}
+
+/** These notifications were read (on any device of the user). */
+export interface NotificationRead {
+  type: "notification.read";
+  ids: string[];
 }
 
 /** Someone arrived, or their status, activity, devices or name changed. */
@@ -413,6 +524,17 @@ export interface StreamReset {
   type: "stream.reset";
   hospitalId: string;
   reason: string;
+}
+
+/** Live; after `lastEventId`, the notifications written since come first. */
+export interface SubscribeNotificationsInput {
+  /**
+   * @minLength 1
+   * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  lastEventId?: string | null;
 }
 
 export interface SubscribePresenceInput {
