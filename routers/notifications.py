@@ -24,6 +24,7 @@ from schemas.notifications import (
     SubscribeNotificationsInput,
 )
 from services.container import Services
+from services.notifications import position_of
 from services.store import format_event_id, parse_event_id
 
 router = Router()
@@ -36,7 +37,7 @@ def services(ctx: Context) -> Services:
 def position(value: str | None, field: str) -> int | None:
     if value is None:
         return None
-    parsed = parse_event_id(value)
+    parsed = position_of(value) if field == "lastEventId" else parse_event_id(value)
     if parsed is None:
         raise invalid_params({field: "not an id this server issued"})
     return parsed

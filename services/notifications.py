@@ -16,7 +16,8 @@ users recorded as they call, so that those not connected now are notified too.
 Live delivery: after a write or a mark-read, a `notifications.changed` broadcast wakes the
 subscribers of those users on every node; each subscription then reads what is new for it from
 the store (so what it sends is what is committed, in id order) and the unread count, sent only
-when it changed. A subscription resumes from `lastEventId` by reading the ids after it.
+when it changed. A subscription resumes from `lastEventId` by reading the ids after it; read
+and count events carry the position with a unique suffix (`marker_id`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from typing import Any, ClassVar
 
@@ -40,7 +42,7 @@ from schemas.notifications import (
 )
 from services.lifecycle import iso
 from services.notification_store import NewNotification, NotificationRecord, NotificationStore
-from services.store import format_event_id
+from services.store import format_event_id, parse_event_id
 
 log = logging.getLogger("alertwire.notifications")
 
@@ -62,6 +64,21 @@ class _Inbox:
     def __init__(self) -> None:
         self.wake = asyncio.Event()
         self.reads: list[int] = []
+
+
+def marker_id(position: int) -> str:
+    """The id of a read or count event: the stream's position (so that resuming from it
+    continues after the notifications already sent) and a random part, so that it is unique
+    (clients drop an event whose id they have seen) and sorts after the position's own id."""
+    return f"{format_event_id(position)}.{secrets.token_hex(6)}"
+
+
+def position_of(event_id: str) -> int | None:
+    """The stream position an event id of `notifications.subscribe` names; None if none."""
+    head, _, tail = event_id.partition(".")
+    if tail and not (len(tail) == 12 and all(c in "0123456789abcdef" for c in tail)):
+        return None
+    return parse_event_id(head)
 
 
 def wire(record: NotificationRecord) -> Notification:
@@ -256,14 +273,15 @@ class NotificationService:
                     position = record.id
                     event = NotificationNew(type="notification.new", notification=wire(record))
                     yield Tracked(format_event_id(position), event)
-                here = format_event_id(position)
                 if reads:
                     ids = [format_event_id(i) for i in sorted(set(reads))]
-                    yield Tracked(here, NotificationRead(type="notification.read", ids=ids))
+                    read = NotificationRead(type="notification.read", ids=ids)
+                    yield Tracked(marker_id(position), read)
                 unread = await self.store.unread(sub)
                 if unread != shown:
                     shown = unread
-                    yield Tracked(here, NotificationCount(type="notification.count", unread=unread))
+                    count = NotificationCount(type="notification.count", unread=unread)
+                    yield Tracked(marker_id(position), count)
                 if len(new) < BATCH and not inbox.wake.is_set():
                     await inbox.wake.wait()
         finally:

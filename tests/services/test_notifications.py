@@ -4,6 +4,7 @@ the unread count; a subscription resumes after `lastEventId`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,8 @@ from rpc.context import Principal
 from schemas.alerts import UpdateAlertInput
 from services.config import DomainConfig
 from services.container import Services
+from services.notifications import position_of
+from services.store import format_event_id
 from tests.polling import until
 from tests.services.conftest import T0, FakeClock, alert_input
 
@@ -181,3 +184,31 @@ async def test_a_subscription_resumes_after_the_last_id_it_saw(services: Service
     got = [await device.next() for _ in range(3)]
     assert got == [("notification.new", "b"), ("notification.new", "c"), ("notification.count", 3)]
     await device.stream.aclose()
+    # every event has an id of its own, in order; a count's id resumes after what came before
+    device = Device(services, "nurse-1", 0)
+    ids = [(await anext(device.stream)).id for _ in range(4)]
+    await device.stream.aclose()
+    assert len(set(ids)) == 4
+    assert ids == sorted(ids)
+    assert position_of(ids[-1]) == missed[-1][0].id
+    last = await services.notifications.notify(["nurse-1"], "broadcast", "d", None, "h1", None)
+    resumed = services.notifications.stream("nurse-1", position_of(ids[-1]))
+    assert (await anext(resumed)).id == format_event_id(last[0].id)
+    await resumed.aclose()
+    assert position_of("12.xyz") is None
+
+
+async def test_two_nodes_escalating_at_once_notify_once(
+    pair: tuple[Services, Services], clock: FakeClock
+) -> None:
+    a, b = pair
+    await seen(a, staff("cn-1", "charge_nurse"))
+    alert = await a.alerts.create(alert_input(priority="critical"), "device-7")
+    clock.advance(a.config.targets["critical"])
+    done = await asyncio.gather(
+        a.alerts.escalate_if_due(alert.id), b.alerts.escalate_if_due(alert.id)
+    )
+    assert len([d for d in done if d is not None]) == 1
+    await settled(a)
+    await settled(b)
+    assert await inbox(a, "cn-1") == [("alert.escalated", alert.id)]
