@@ -182,8 +182,11 @@ class PresenceService:
         self._ticker = asyncio.create_task(self._tick_forever(), name="presence")
 
     async def stop(self) -> None:
-        for off in self._off:
-            off()
+        if self._off:  # stop may be called more than once
+            for off in self._off:
+                off()
+            self._off = []
+            self.viewing.stop()
         tasks = [t for t in (self._ticker, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()

@@ -56,7 +56,7 @@ class AlertViewing:
         self._by_conn: dict[Key, set[str]] = {}  # connection -> alerts it looks at
         self._shown: dict[str, AlertViewers] = {}  # alert -> last pushed (only while watched)
         self._feeds: dict[str, set[Feed[AlertViewers]]] = {}
-        cluster.on_message(ViewingMessage, self._heard)
+        self.stop = cluster.on_message(ViewingMessage, self._heard)  # stops hearing looks
 
     async def look(
         self, conn_id: str, sub: str, name: str, role: str, alert_id: str, typing: bool, on: bool
