@@ -23,6 +23,8 @@ from services.feeds import Feed
 
 VIEWING_TTL_S = 30.0
 TYPING_TTL_S = 6.0
+# A repeat that says nothing new within this long of the last broadcast is not broadcast again.
+RENEW_AFTER_S = 2.0
 
 Key = tuple[str, str]  # (node, connection id)
 
@@ -61,6 +63,8 @@ class AlertViewing:
     async def look(
         self, conn_id: str, sub: str, name: str, role: str, alert_id: str, typing: bool, on: bool
     ) -> AlertViewers:
+        if on and self._fresh(conn_id, alert_id, typing):
+            return self.viewers(alert_id)  # nothing to tell the cluster yet (keystrokes)
         message = ViewingMessage(
             node=self.cluster.node_id,
             conn=conn_id,
@@ -73,6 +77,19 @@ class AlertViewing:
         )
         await self.cluster.publish(message)  # heard here at once too
         return self.viewers(alert_id)
+
+    def _fresh(self, conn_id: str, alert_id: str, typing: bool) -> bool:
+        """Whether this connection's look already says this and has most of its time left:
+        a client that sends `typing` on every keystroke costs one broadcast per few seconds."""
+        look = self._looks.get(alert_id, {}).get((self.cluster.node_id, conn_id))
+        if look is None:
+            return False
+        now = self.clock()
+        if look.until - now < VIEWING_TTL_S - RENEW_AFTER_S:
+            return False
+        if typing:
+            return look.typing_until - now >= TYPING_TTL_S - RENEW_AFTER_S
+        return look.typing_until == 0.0
 
     def viewers(self, alert_id: str) -> AlertViewers:
         now = self.clock()

@@ -5,7 +5,7 @@ said on one node is seen on another."""
 from __future__ import annotations
 
 from rpc.cluster_memory import MemoryHub
-from services.viewing import TYPING_TTL_S, VIEWING_TTL_S
+from services.viewing import RENEW_AFTER_S, TYPING_TTL_S, VIEWING_TTL_S, ViewingMessage
 from tests.services.conftest import FakeClock
 from tests.services.test_presence import AWAY, Node, hub, make_node, person
 
@@ -100,3 +100,22 @@ async def test_a_look_on_one_node_is_seen_on_another(hub: MemoryHub, clock: Fake
     await stream.aclose()
     await a.presence.stop()
     await b.presence.stop()
+
+
+async def test_keystrokes_do_not_each_cost_a_broadcast(hub: MemoryHub, clock: FakeClock) -> None:
+    node = make_node(hub, "a", clock)
+    conn = node.connect(person("nurse-1"))
+    heard: list[bool] = []
+    node.cluster.on_message(ViewingMessage, lambda m: heard.append(m.typing))
+    for _ in range(20):
+        await look(node, conn, "nurse-1", typing=True)
+        clock.advance(0.05)
+    assert heard == [True]
+    clock.advance(RENEW_AFTER_S)
+    await look(node, conn, "nurse-1", typing=True)  # renewed before it lapses
+    await look(node, conn, "nurse-1")  # stopped typing: said at once
+    assert heard == [True, True, False]
+    clock.advance(TYPING_TTL_S)
+    node.presence.tick()
+    assert viewers(node) == [("nurse-1", False)]
+    await node.presence.stop()
