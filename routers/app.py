@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from routers import admin, apikeys, healthcare, system, webhooks
+from routers import admin, apikeys, healthcare, notifications, presence, system, webhooks
 from rpc.router import Router
 
 app_router = Router.merge(
@@ -11,4 +11,6 @@ app_router = Router.merge(
     admin=admin.router,
     apiKeys=apikeys.router,
     webhooks=webhooks.router,
+    presence=presence.router,
+    notifications=notifications.router,
 )

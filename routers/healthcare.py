@@ -19,14 +19,19 @@ from rpc.router import Router
 from rpc.stream import Tracked
 from schemas.alerts import (
     AcknowledgeAlertInput,
+    AddNoteInput,
     Alert,
+    AlertEvent,
     AlertEventPage,
     AlertPage,
     AlertStreamEvent,
+    AuditEntry,
+    AuditTrail,
     CreateAlertInput,
     EscalateAlertInput,
     GetAlertEventsInput,
     GetAlertInput,
+    GetAuditTrailInput,
     GetMetricsInput,
     ListAlertsInput,
     Metrics,
@@ -89,6 +94,33 @@ async def update_alert(ctx: Context, input: UpdateAlertInput) -> Alert:
     """Change priority, title, message or assignee of an open alert."""
     await visible_alert(ctx, input.alert_id)
     return await services(ctx).alerts.update(input, ctx.user.sub)
+
+
+@router.mutation(roles=CLINICAL)
+async def add_note(ctx: Context, input: AddNoteInput) -> AlertEvent:
+    """Add a clinical note to the alert's record: an `alert.noted` event in its stream, which
+    every subscriber of the hospital hears; returns that event (it carries `note`)."""
+    await visible_alert(ctx, input.alert_id)
+    return await services(ctx).alerts.add_note(input.alert_id, ctx.user.sub, input.text)
+
+
+@router.query()
+async def get_audit_trail(ctx: Context, input: GetAuditTrailInput) -> AuditTrail:
+    """Every retained event of the alert, oldest first: who did what and when, with the note,
+    reason or resolution they wrote (null for the others)."""
+    await visible_alert(ctx, input.alert_id)
+    rows = await services(ctx).audit.trail(input.alert_id)
+    entries = [
+        AuditEntry(
+            event_id=row.event_id,
+            type=row.type,  # type: ignore[arg-type]  # written from AlertEventType only
+            actor_id=row.actor_id,
+            occurred_at=row.occurred_at,
+            detail=row.detail,
+        )
+        for row in rows
+    ]
+    return AuditTrail(alert_id=input.alert_id, entries=entries)
 
 
 @router.query()

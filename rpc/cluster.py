@@ -40,6 +40,8 @@ NON_STAFF_ROLES = frozenset({"service"})
 MAX_MESSAGE_BYTES = 64 * 1024  # a broadcast wakes every node: keep it a notice, not a load
 
 PresenceListener = Callable[[frozenset[str]], None]  # receives the hospitals that changed
+# (node, connection id, entry, +1 opened / -1 closed): one connection of any node.
+ConnectionListener = Callable[[str, str, "ConnectionEntry", int], None]
 Unsubscribe = Callable[[], None]
 
 
@@ -64,17 +66,21 @@ class ConnectionEntry:
     sub: str
     role: str
     hospitals: frozenset[str]
+    name: str | None = None  # the token's display name, when it has one (presence shows it)
 
     @classmethod
     def of(cls, principal: Principal) -> ConnectionEntry:
-        return cls(principal.sub, principal.role, principal.hospitals)
+        return cls(principal.sub, principal.role, principal.hospitals, principal.name)
 
     @property
     def staff(self) -> bool:
         return self.role not in NON_STAFF_ROLES
 
     def to_json(self) -> dict[str, Any]:
-        return {"s": self.sub, "r": self.role, "h": sorted(self.hospitals)}
+        raw: dict[str, Any] = {"s": self.sub, "r": self.role, "h": sorted(self.hospitals)}
+        if self.name is not None:
+            raw["n"] = self.name
+        return raw
 
     @classmethod
     def from_json(cls, raw: Any) -> ConnectionEntry | None:
@@ -86,7 +92,13 @@ class ConnectionEntry:
             return None
         if not all(isinstance(h, str) for h in hospitals):
             return None
-        return cls(sub, sys.intern(role), shared_hospitals(frozenset(hospitals)))
+        name = raw.get("n")
+        return cls(
+            sub,
+            sys.intern(role),
+            shared_hospitals(frozenset(hospitals)),
+            name if isinstance(name, str) else None,
+        )
 
 
 # Every node keeps an entry for every connection of the cluster, and most of them name the
@@ -130,6 +142,12 @@ class ClusterState(Protocol):
     def node_entries(self, node: str) -> dict[str, ConnectionEntry]: ...
 
     def on_presence(self, listener: PresenceListener) -> Unsubscribe: ...
+
+    def on_connection(self, listener: ConnectionListener) -> Unsubscribe:
+        """Hear each connection of any node open and close (presence keeps users from it)."""
+
+    def connection_entries(self) -> list[tuple[str, str, ConnectionEntry]]:
+        """(node, connection id, entry) of every live connection the view holds now."""
 
     # --- broadcast ---------------------------------------------------------------------------
     async def publish(self, message: ClusterMessage) -> bool:
@@ -191,10 +209,22 @@ class ConnectionView:
         self._pairs: Counter[tuple[str, str]] = Counter()  # (hospital, staff sub) -> conns
         self._staff: Counter[str] = Counter()  # hospital -> distinct staff online
         self._listeners: list[PresenceListener] = []
+        self._connection_listeners: list[ConnectionListener] = []
 
     def subscribe(self, listener: PresenceListener) -> Unsubscribe:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def subscribe_connections(self, listener: ConnectionListener) -> Unsubscribe:
+        self._connection_listeners.append(listener)
+        return lambda: self._connection_listeners.remove(listener)
+
+    def all_entries(self) -> list[tuple[str, str, ConnectionEntry]]:
+        return [
+            (node, conn_id, entry)
+            for node, conns in self._nodes.items()
+            for conn_id, entry in conns.items()
+        ]
 
     def connections_of(self, sub: str) -> int:
         return self._per_user.get(sub, 0)
@@ -242,6 +272,7 @@ class ConnectionView:
         changed = self._drop(node, conn_id) if old is not None else frozenset()
         conns[conn_id] = entry
         self._count(entry, +1)
+        self._tell(node, conn_id, entry, +1)
         return changed | entry.hospitals
 
     def _drop(self, node: str, conn_id: str) -> frozenset[str]:
@@ -249,7 +280,12 @@ class ConnectionView:
         if entry is None:
             return frozenset()
         self._count(entry, -1)
+        self._tell(node, conn_id, entry, -1)
         return entry.hospitals
+
+    def _tell(self, node: str, conn_id: str, entry: ConnectionEntry, step: int) -> None:
+        for listener in tuple(self._connection_listeners):
+            listener(node, conn_id, entry, step)
 
     def _count(self, entry: ConnectionEntry, step: int) -> None:
         self._per_user[entry.sub] += step
@@ -297,3 +333,9 @@ class ViewReads:
 
     def on_presence(self, listener: PresenceListener) -> Unsubscribe:
         return self.view.subscribe(listener)
+
+    def on_connection(self, listener: ConnectionListener) -> Unsubscribe:
+        return self.view.subscribe_connections(listener)
+
+    def connection_entries(self) -> list[tuple[str, str, ConnectionEntry]]:
+        return self.view.all_entries()

@@ -9,13 +9,13 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import BaseModel
 
 from rpc import log_context
-from rpc.context import Context
+from rpc.context import Context, Principal
 from rpc.errors import ErrorCode, RpcError, method_not_found
 from rpc.metrics import CallMetrics
 from rpc.router import Kind, Procedure, Router
@@ -32,6 +32,9 @@ class Dispatcher:
         self.services = services
         # Set by the transport's state to its server's metrics; None counts nothing.
         self.calls: CallMetrics | None = None
+        # Hears every authenticated call that passed the checks (presence: "away" is the
+        # absence of calls); set by the server to the presence service's.
+        self.on_call: Callable[[Principal], None] | None = None
 
     def lookup(self, path: Any, kind: Kind | None = None) -> Procedure:
         """The procedure at `path`; with `kind`, it must be of that kind (tRPC's methods)."""
@@ -65,6 +68,8 @@ class Dispatcher:
             raise RpcError(ErrorCode.FORBIDDEN, f"This procedure needs one of the roles: {allowed}")
         if ctx.principal is not None:
             proc.check_scopes(ctx, params)
+            if self.on_call is not None:
+                self.on_call(ctx.principal)
         return params
 
     async def run(self, ctx: Context, proc: Procedure, raw_input: Any) -> bytes:

@@ -22,6 +22,7 @@ AlertEventType = Literal[
     "alert.resolved",
     "alert.escalated",
     "alert.updated",
+    "alert.noted",
 ]
 
 AlertId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -85,6 +86,10 @@ class AlertEvent(WireModel):
     alert: Alert
     actor_id: str = Field(description='Who made the change ("system" for automatic escalation).')
     occurred_at: str
+    note: str | None = Field(
+        default=None,
+        description="The note's text on an `alert.noted` event; null on the others.",
+    )
 
 
 class StreamReset(WireModel):
@@ -174,6 +179,36 @@ class UpdateAlertInput(InputModel):
     title: Title | None = None
     message: Text | None = None
     assigned_to: StaffId | None = None
+
+
+class AddNoteInput(InputModel):
+    """Add a clinical note to an alert's record (an `alert.noted` event in its stream)."""
+
+    alert_id: AlertId
+    text: Text
+
+
+class GetAuditTrailInput(InputModel):
+    alert_id: AlertId
+
+
+class AuditEntry(WireModel):
+    """One event of an alert's history: who did what, when, and what they wrote."""
+
+    event_id: str
+    type: AlertEventType
+    actor_id: str
+    occurred_at: str
+    detail: str | None = Field(
+        description="The note, reason or resolution written with the change; null otherwise."
+    )
+
+
+class AuditTrail(WireModel):
+    """Every retained event of an alert, oldest first."""
+
+    alert_id: str
+    entries: list[AuditEntry]
 
 
 class GetAlertInput(InputModel):

@@ -15,6 +15,8 @@ from schemas.base import HospitalId, InputModel, PlainText, WireModel
 
 Scope = Literal["alerts:write", "vitals:write", "devices:write"]
 # The alert event types an endpoint may ask for, one by one or all at once ("alert.*").
+# `alert.noted` carries a clinical note's text: it leaves the hospital only for an endpoint
+# that names it, never through "alert.*".
 WebhookEventFilter = Literal[
     "alert.*",
     "alert.created",
@@ -22,6 +24,7 @@ WebhookEventFilter = Literal[
     "alert.resolved",
     "alert.escalated",
     "alert.updated",
+    "alert.noted",
 ]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
@@ -96,7 +99,7 @@ class CreateWebhookInput(InputModel):
 
     hospital_id: HospitalId
     url: WebhookUrl
-    events: list[WebhookEventFilter] = Field(min_length=1, max_length=6)
+    events: list[WebhookEventFilter] = Field(min_length=1, max_length=7)
     description: Description | None = None
 
 

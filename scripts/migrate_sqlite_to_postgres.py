@@ -74,12 +74,29 @@ MARK_COLUMNS = ("hospital_id", "pruned_through")
 KEY_COLUMNS = ("hospital_id", "idempotency_key", "alert_id", "created_ts")
 # Revoked tokens stay revoked across the move (admin.revokeTokens).
 REVOCATION_COLUMNS = ("kind", "value", "issued_before", "revoked_ts", "revoked_by")
+# Each user's inbox, with its ids (subscribers resume by them), and the staff directory.
+NOTIFICATION_COLUMNS = (
+    "id",
+    "recipient",
+    "kind",
+    "title",
+    "message",
+    "hospital_id",
+    "alert_id",
+    "severity",
+    "created_ts",
+    "read_ts",
+    "dedupe_key",
+)
+DIRECTORY_COLUMNS = ("hospital_id", "sub", "role", "name", "seen_ts")
 COPIED = {
     "alerts": ALERT_COLUMNS,
     "events": EVENT_COLUMNS,
     "prune_marks": MARK_COLUMNS,
     "idempotency_keys": KEY_COLUMNS,
     "token_revocations": REVOCATION_COLUMNS,
+    "notifications": NOTIFICATION_COLUMNS,
+    "staff_directory": DIRECTORY_COLUMNS,
 }
 # Tables the target must not hold rows in (the copy would collide with them or renumber them).
 TARGET_TABLES = (
@@ -89,6 +106,8 @@ TARGET_TABLES = (
     "prune_marks",
     "idempotency_keys",
     "token_revocations",
+    "notifications",
+    "staff_directory",
 )
 
 
@@ -103,6 +122,7 @@ class Report:
     prune_marks: int = 0
     keys: int = 0
     revocations: int = 0
+    notifications: int = 0
     hospitals: dict[str, int] = field(default_factory=dict)  # hospital -> last position
     skipped_empty: list[str] = field(default_factory=list)
 
@@ -112,6 +132,8 @@ class Report:
             f"marks and {self.keys} idempotency keys of {len(self.hospitals)} hospitals",
             f"copied {self.revocations} token revocations",
         ]
+        if self.notifications:
+            out.append(f"  and {self.notifications} notifications")
         for hospital, last in sorted(self.hospitals.items()):
             out.append(f"  {hospital}: new events continue after {last:016d}")
         if self.skipped_empty:
@@ -164,7 +186,8 @@ def _refuse_unknown_rows(db: sqlite3.Connection) -> None:
 
 
 def _chunks(db: sqlite3.Connection, table: str, columns: tuple[str, ...]) -> Iterator[list[Any]]:
-    order = "n" if table == "alerts" else "hospital_id, seq" if table == "events" else "1"
+    orders = {"alerts": "n", "events": "hospital_id, seq", "notifications": "id"}
+    order = orders.get(table, "1")
     query = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"  # noqa: S608 - fixed names
     cursor = db.execute(query)
     while rows := cursor.fetchmany(CHUNK):
@@ -205,6 +228,10 @@ async def _set_positions(conn: asyncpg.Connection) -> dict[str, int]:
         "SELECT setval(pg_get_serial_sequence('alerts', 'n'), MAX(n)) FROM alerts "
         "HAVING COUNT(*) > 0"
     )
+    await conn.execute(
+        "SELECT setval(pg_get_serial_sequence('notifications', 'id'), MAX(id)) "
+        "FROM notifications HAVING COUNT(*) > 0"
+    )
     return {str(r[0]): int(r[1]) for r in rows}
 
 
@@ -234,6 +261,11 @@ async def copy(source: Path, target_url: str) -> Report:
             report.revocations = await _copy_table(
                 conn, db, "token_revocations", REVOCATION_COLUMNS
             )
+            if "notifications" in _tables(db):  # a file from before notifications has none
+                report.notifications = await _copy_table(
+                    conn, db, "notifications", NOTIFICATION_COLUMNS
+                )
+                await _copy_table(conn, db, "staff_directory", DIRECTORY_COLUMNS)
             report.hospitals = await _set_positions(conn)
     finally:
         await conn.close()

@@ -81,8 +81,10 @@ async def build(config: ServerConfig) -> tuple[web.Application, ServerState, Ser
     registry = ConnectionRegistry(cluster)
     services = await open_services(config, registry)
     await cluster.start()  # after the store: a node that cannot open it never joins
+    dispatcher = Dispatcher(app_router, services)
+    dispatcher.on_call = services.heard_call
     state = ServerState(
-        dispatcher=Dispatcher(app_router, services),
+        dispatcher=dispatcher,
         auth=config.auth,
         limits=fit_to_file_limit(config.limits),
         registry=registry,

@@ -20,6 +20,7 @@ import orjson
 from rpc.errors import ErrorCode, RpcError
 from schemas.alerts import (
     Alert,
+    AlertEvent,
     AlertEventType,
     CreateAlertInput,
     Priority,
@@ -38,6 +39,8 @@ from services.store import (
 
 Clock = Callable[[], float]
 RecordListener = Callable[[AlertRecord], None]
+# (event type, actor, the alert before, after): a change this node committed, once committed.
+CommitListener = Callable[[AlertEventType, str, Alert | None, Alert], None]
 
 
 def new_alert_id() -> str:
@@ -48,20 +51,24 @@ def not_found(alert_id: str) -> RpcError:
     return RpcError(ErrorCode.NOT_FOUND, "No such alert", {"alertId": alert_id})
 
 
-def event_payload(seq: int, change: Change, actor: str, now: float) -> bytes:
-    """The AlertEvent as it goes on the wire; encoded once, shared by every subscriber."""
+def event_payload(
+    seq: int, change: Change, actor: str, now: float, note: str | None = None
+) -> bytes:
+    """The AlertEvent as it goes on the wire; encoded once, shared by every subscriber. `note`
+    is the text of an `alert.noted` event and null on the others (their reason or resolution
+    stays in the audit trail)."""
     alert = change.alert
-    return orjson.dumps(
-        {
-            "id": format_event_id(seq),
-            "type": change.event_type,
-            "hospitalId": alert.hospital_id,
-            "alertId": alert.id,
-            "alert": alert.model_dump(mode="json", by_alias=True),
-            "actorId": actor,
-            "occurredAt": iso(now),
-        }
-    )
+    body = {
+        "id": format_event_id(seq),
+        "type": change.event_type,
+        "hospitalId": alert.hospital_id,
+        "alertId": alert.id,
+        "alert": alert.model_dump(mode="json", by_alias=True),
+        "actorId": actor,
+        "occurredAt": iso(now),
+        "note": note if change.event_type == "alert.noted" else None,
+    }
+    return orjson.dumps(body)
 
 
 class AlertService:
@@ -77,11 +84,23 @@ class AlertService:
         self.clock = clock
         self.new_id = new_id
         self._watchers: list[RecordListener] = []
+        self._committed_listeners: list[CommitListener] = []
 
     def watch(self, listener: RecordListener) -> None:
         """Hear every alert state as it is staged for commit (the escalation policy schedules
         from it)."""
         self._watchers.append(listener)
+
+    def on_committed(self, listener: CommitListener) -> None:
+        """Hear each change this node committed (acknowledge, escalate, update, resolve,
+        automatic escalation), after the commit: the notification rules run from it, once in
+        a cluster since exactly one node commits a change."""
+        self._committed_listeners.append(listener)
+
+    def _tell(self, changes: list[tuple[AlertEventType, str, Alert, Alert]]) -> None:
+        for event_type, actor, before, after in changes:
+            for listener in self._committed_listeners:
+                listener(event_type, actor, before, after)
 
     async def get(self, alert_id: str) -> AlertRecord:
         record = await self.store.get(alert_id)
@@ -156,11 +175,36 @@ class AlertService:
 
         return await self._change(alert_id, actor, resolution, apply)
 
+    async def add_note(self, alert_id: str, actor: str, text: str) -> AlertEvent:
+        """Commit an `alert.noted` event in the alert's stream (ordered and replayed like every
+        other event) and return it as subscribers get it. The text is clinical: it goes to the
+        store and the wire only, never to a log."""
+        payloads: list[bytes] = []
+
+        async def operation(tx: Transaction) -> AlertRecord:
+            record = await tx.get(alert_id)
+            if record is None:
+                raise not_found(alert_id)
+            now = self.clock()
+            change = lifecycle.note(record.alert, now)
+            updated = AlertRecord(
+                change.alert, record.created_ts, record.responded_ts, record.escalation_due
+            )
+            payloads.clear()  # a batch run again on fresh reads stages it anew
+            return self._stage(tx, updated, change, actor, now, text, note=text, keep=payloads)
+
+        await self.store.transact(operation)
+        # The last encoding is the committed one: a renumbered event is encoded again.
+        return AlertEvent.model_validate_json(payloads[-1])
+
     async def escalate_if_due(self, alert_id: str) -> Alert | None:
         """Automatic escalation, as the system actor, once per period: only when the alert is
         still active and its due time has come (checked inside the transaction)."""
 
+        changes: list[tuple[AlertEventType, str, Alert, Alert]] = []
+
         async def operation(tx: Transaction) -> AlertRecord | None:
+            changes.clear()  # a batch run again on fresh reads stages it anew
             record = await tx.get(alert_id)
             now = self.clock()
             if record is None or record.alert.status != "active":
@@ -172,9 +216,11 @@ class AlertService:
             due = now + self.targets[priority]
             escalated = AlertRecord(change.alert, record.created_ts, record.responded_ts, due)
             reason = f"Not acknowledged within {self.targets[priority]:g} s ({priority})"
+            changes.append((change.event_type, lifecycle.SYSTEM_ACTOR, record.alert, change.alert))
             return self._stage(tx, escalated, change, lifecycle.SYSTEM_ACTOR, now, reason)
 
         record = await self.store.transact(operation)
+        self._tell(changes)
         return None if record is None else self._committed(record)
 
     # --- plumbing ----------------------------------------------------------------------------
@@ -186,7 +232,10 @@ class AlertService:
         detail: str | None,
         apply: Callable[[AlertRecord, float], tuple[AlertRecord, Change] | None],
     ) -> Alert:
+        changes: list[tuple[AlertEventType, str, Alert, Alert]] = []
+
         async def operation(tx: Transaction) -> AlertRecord:
+            changes.clear()  # a batch run again on fresh reads stages it anew
             record = await tx.get(alert_id)
             if record is None:
                 raise not_found(alert_id)
@@ -195,9 +244,12 @@ class AlertService:
             if result is None:
                 return record  # an idempotent repeat: nothing to commit or publish
             updated, change = result
+            changes.append((change.event_type, actor, record.alert, change.alert))
             return self._stage(tx, updated, change, actor, now, detail)
 
-        return self._committed(await self.store.transact(operation))
+        committed = await self.store.transact(operation)
+        self._tell(changes)
+        return self._committed(committed)
 
     def _stage(
         self,
@@ -208,12 +260,20 @@ class AlertService:
         now: float,
         detail: str | None,
         idempotency_key: str | None = None,
+        note: str | None = None,
+        keep: list[bytes] | None = None,
     ) -> AlertRecord:
+        """`keep`, when given, collects every encoding of the event (the last one is what
+        commits, should the store renumber it)."""
         event_type: AlertEventType = change.event_type
-        tx.stage(
-            StagedChange(record, event_type, actor, now, detail, idempotency_key),
-            lambda seq: event_payload(seq, change, actor, now),
-        )
+
+        def make_event(seq: int) -> bytes:
+            payload = event_payload(seq, change, actor, now, note)
+            if keep is not None:
+                keep.append(payload)
+            return payload
+
+        tx.stage(StagedChange(record, event_type, actor, now, detail, idempotency_key), make_event)
         # Told at staging, inside the writer, so that no caller going away after the commit
         # can keep it from being heard. Should the commit fail, a watcher has heard of a change
         # that did not happen: the escalation policy checks the committed state before acting.

@@ -105,6 +105,8 @@ class DomainConfig:
     # allowed only with WEBHOOK_ALLOW_PRIVATE=1 (development and tests).
     webhook_allow_private: bool = False
     webhook_timeout_s: float = 10.0
+    # Presence (CONTRACT 10): a connected user is `away` after this long without a call.
+    presence_away_s: float = 300.0
 
     @classmethod
     def from_env(cls, database_url: str, env: Mapping[str, str] | None = None) -> DomainConfig:
@@ -118,6 +120,12 @@ class DomainConfig:
         synchronous = env.get("SQLITE_SYNCHRONOUS", "FULL").upper()
         if synchronous not in ("FULL", "NORMAL"):
             raise DomainConfigError("SQLITE_SYNCHRONOUS must be FULL or NORMAL")
+        try:
+            away = float(env.get("PRESENCE_AWAY_SECONDS", "300"))
+        except ValueError:
+            raise DomainConfigError("PRESENCE_AWAY_SECONDS must be a number") from None
+        if not away > 0:
+            raise DomainConfigError("PRESENCE_AWAY_SECONDS must be positive")
         postgres = postgres_url(database_url)
         try:
             webhook_timeout = float(env.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
@@ -126,6 +134,7 @@ class DomainConfig:
         if not 0 < webhook_timeout <= 60:
             raise DomainConfigError("WEBHOOK_TIMEOUT_SECONDS must be in (0, 60]")
         return cls(
+            presence_away_s=away,
             database_path=":memory:" if postgres else sqlite_path(database_url),
             postgres_url=postgres,
             retention_s=days * 86_400.0,

@@ -14,11 +14,13 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from rpc.connections import ConnectionRegistry
+from rpc.context import Principal
 from rpc.outbound_webhooks import WebhookSender
 from schemas.alerts import Priority
 from services.admin import AdminService
 from services.alerts import AlertService
 from services.apikeys import ApiKeyService
+from services.audit import AuditReader, audit_reader
 from services.bus import EventBus, LocalBus
 from services.bus_postgres import PostgresEventBus
 from services.config import DomainConfig
@@ -28,12 +30,16 @@ from services.integration_sqlite import SqliteIntegrationStore
 from services.integration_store import IntegrationStore
 from services.lifecycle import parse_iso
 from services.metrics import MetricsService
+from services.notification_store import NotificationStore, SqliteNotificationStore
+from services.notification_store_postgres import PostgresNotificationStore
+from services.notifications import NotificationService
+from services.presence import PresenceService
 from services.revocations import revocation_store
 from services.store import IDEMPOTENCY_TTL_S, AlertStore, StoredEvent
 from services.store_postgres import PostgresAlertStore
 from services.store_sqlite import SqliteAlertStore
 from services.subscriptions import AlertSubscriptionService
-from services.webhook_delivery import DisabledHook, WebhookDeliverer, log_disabled
+from services.webhook_delivery import WebhookDeliverer, log_disabled
 from services.webhooks import WebhookService
 
 log = logging.getLogger("alertwire.services")
@@ -59,6 +65,15 @@ def make_integration_store(store: AlertStore) -> IntegrationStore:
     return SqliteIntegrationStore(store)
 
 
+def make_notification_store(store: AlertStore) -> NotificationStore:
+    """The inbox and staff directory, in the alert store's database and on its connections."""
+    if isinstance(store, PostgresAlertStore):
+        return PostgresNotificationStore(store)
+    if isinstance(store, SqliteAlertStore):
+        return SqliteNotificationStore(store)
+    raise TypeError(f"no notification store for {type(store).__name__}")
+
+
 def make_bus(store: AlertStore, subscriptions: AlertSubscriptionService) -> EventBus:
     """On PostgreSQL, commits of every node reach this one (services/bus_postgres.py); on the
     embedded store, this node's commits are all there are."""
@@ -80,6 +95,12 @@ class Services:
         self.clock = clock
         self.subscriptions = AlertSubscriptionService(store)
         self.alerts = AlertService(store, config.targets, clock)
+        self.audit: AuditReader = audit_reader(store)
+        self.presence = PresenceService(registry.cluster, clock, config.presence_away_s)
+        self.notifications = NotificationService(
+            make_notification_store(store), registry.cluster, clock
+        )
+        self.alerts.on_committed(self.notifications.alert_committed)
         self.metrics = MetricsService(store, registry, config.targets, clock)
         cluster = isinstance(store, PostgresAlertStore)
         reload_s = CLUSTER_RELOAD_S if cluster else None
@@ -95,10 +116,18 @@ class Services:
         self.webhooks = WebhookService(
             store, self.integrations, config.webhook_allow_private, clock
         )
-        self.deliveries = WebhookDeliverer(store, self.integrations, registry.cluster, clock)
+        self.deliveries = WebhookDeliverer(
+            store, self.integrations, registry.cluster, clock, self._endpoint_disabled
+        )
         self.subscriptions.on(self.deliveries.heard)
         self._pruner: asyncio.Task[None] | None = None
         self._revocation_reload: asyncio.Task[None] | None = None
+
+    def heard_call(self, principal: Principal) -> None:
+        """Every authenticated call (the dispatcher's `on_call`): presence counts it as
+        activity, the staff directory records who works where."""
+        self.presence.heard_call(principal)
+        self.notifications.heard_call(principal)
 
     def observe(
         self, commit_seconds: Callable[[float], None], delivered: Callable[[float], None]
@@ -141,6 +170,7 @@ class Services:
             )
         if background:
             await services.escalation.start()
+            await services.presence.start()
             services._pruner = asyncio.create_task(services._prune_forever(), name="retention")
         else:
             await services.escalation.load()
@@ -168,14 +198,17 @@ class Services:
         await self.integrations.prune_attempts(now - self.config.retention_s)
         return marks
 
-    async def start_webhooks(
-        self, sender: WebhookSender, on_endpoint_disabled: DisabledHook = log_disabled
-    ) -> None:
+    async def start_webhooks(self, sender: WebhookSender) -> None:
         """Deliver outbound webhooks with `sender` (the transport's HTTP client, which the
-        composition root makes); `on_endpoint_disabled(hospital_id, webhook_id)` hears of an
-        endpoint given up on after 24 h of failures."""
-        self.deliveries.on_endpoint_disabled = on_endpoint_disabled
+        composition root makes)."""
         await self.deliveries.start(sender)
+
+    async def _endpoint_disabled(self, hospital_id: str, webhook_id: str) -> None:
+        """An endpoint given up on after 24 h of failures: logged, and the hospital's admins
+        notified (CONTRACT 10). Only the node holding the endpoint's lease disables it, so
+        this runs once per disabling."""
+        await log_disabled(hospital_id, webhook_id)
+        await self.notifications.notify_webhook_disabled(hospital_id, webhook_id)
 
     async def _prune_forever(self) -> None:
         while True:
@@ -193,6 +226,8 @@ class Services:
         return {"storage": storage, **self.bus.health()}
 
     async def close(self) -> None:
+        await self.presence.stop()
+        await self.notifications.close()
         await self.escalation.stop()
         await self.deliveries.stop()
         await self.api_keys.close()

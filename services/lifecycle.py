@@ -8,6 +8,7 @@ CONTRACT section 4's table:
 | update      | active, acknowledged  | fields changed, status unchanged                         |
 | resolve     | active, acknowledged  | resolved, final                                          |
 | anything    | resolved              | CONFLICT with the current status in error.data           |
+| note        | any status            | unchanged but for `version` and `updatedAt` (the record) |
 
 A change returns the alert with `version` + 1 and `updatedAt` set; `None` means "no change"
 (an idempotent repeat), which commits nothing and publishes nothing.
@@ -127,3 +128,11 @@ def resolve(alert: Alert, actor: str, now: float) -> Change:
     stamp = iso(now)
     updated = _changed(alert, now, status="resolved", resolved_at=stamp, resolved_by=actor)
     return Change(updated, "alert.resolved")
+
+
+def note(alert: Alert, now: float) -> Change:
+    """A note changes nothing of the alert's state, but it is a change of its record: the
+    version rises (so the event has a place in the alert's version order) and `updatedAt`
+    moves. Allowed on a resolved alert too: what happened after it closed belongs to the
+    record (the family was told, the device was replaced)."""
+    return Change(_changed(alert, now), "alert.noted")

@@ -296,6 +296,37 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_attempts_by_webhook ON webhook_attempts (webhook_id, n);
     CREATE INDEX webhook_attempts_by_time ON webhook_attempts (at);
     """,
+    # 6: notifications (CONTRACT 10): each user's inbox, a domain rule's notification written
+    # once per recipient (dedupe_key), and the staff directory (users seen, by hospital) that
+    # finds the charge nurses and admins to notify. Inserts take NOTIFICATION_LOCK so that ids
+    # are handed out in commit order (a subscriber resuming after an id misses none).
+    """
+    CREATE TABLE notifications (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        recipient text NOT NULL,
+        kind text NOT NULL,
+        title text NOT NULL,
+        message text,
+        hospital_id text,
+        alert_id text,
+        severity text,
+        created_ts double precision NOT NULL,
+        read_ts double precision,
+        dedupe_key text
+    );
+    CREATE INDEX notifications_by_recipient ON notifications (recipient, id);
+    CREATE INDEX notifications_unread ON notifications (recipient) WHERE read_ts IS NULL;
+    CREATE UNIQUE INDEX notifications_once ON notifications (recipient, dedupe_key);
+    CREATE TABLE staff_directory (
+        hospital_id text NOT NULL,
+        sub text NOT NULL,
+        role text NOT NULL,
+        name text,
+        seen_ts double precision NOT NULL,
+        PRIMARY KEY (hospital_id, sub)
+    );
+    CREATE INDEX staff_directory_by_sub ON staff_directory (sub);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

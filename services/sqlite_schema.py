@@ -129,6 +129,36 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_attempts_by_webhook ON webhook_attempts (webhook_id, n);
     CREATE INDEX webhook_attempts_by_time ON webhook_attempts (at);
     """,
+    # 5: notifications (CONTRACT 10): each user's inbox, ids in commit order, a domain rule's
+    # notification written once per recipient (dedupe_key); and the staff directory (users
+    # seen, by hospital) that finds the charge nurses and admins to notify.
+    """
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        recipient TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL,
+        message TEXT,
+        hospital_id TEXT,
+        alert_id TEXT,
+        severity TEXT,
+        created_ts REAL NOT NULL,
+        read_ts REAL,
+        dedupe_key TEXT
+    );
+    CREATE INDEX notifications_by_recipient ON notifications (recipient, id);
+    CREATE INDEX notifications_unread ON notifications (recipient) WHERE read_ts IS NULL;
+    CREATE UNIQUE INDEX notifications_once ON notifications (recipient, dedupe_key);
+    CREATE TABLE staff_directory (
+        hospital_id TEXT NOT NULL,
+        sub TEXT NOT NULL,
+        role TEXT NOT NULL,
+        name TEXT,
+        seen_ts REAL NOT NULL,
+        PRIMARY KEY (hospital_id, sub)
+    );
+    CREATE INDEX staff_directory_by_sub ON staff_directory (sub);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
 import orjson
@@ -50,7 +50,7 @@ CONCURRENCY = 16  # endpoints served at once by a node
 SAVE_EVERY = 32  # successes recorded (and the cursor moved) in one transaction, at most
 SAVE_S = 0.25  # ... or after this long
 
-DisabledHook = Callable[[str, str], None]
+DisabledHook = Callable[[str, str], Awaitable[None]]
 
 
 def backoff(attempts: int) -> float:
@@ -58,16 +58,25 @@ def backoff(attempts: int) -> float:
     return min(BACKOFF_START_S * 2.0 ** min(attempts - 1, 32), BACKOFF_MAX_S)
 
 
+# Sent only to an endpoint that names them: a wildcard does not reach them (a note's text is
+# clinical; schemas/integrations.py).
+NAMED_ONLY = frozenset({"alert.noted"})
+
+
 def matches(filters: Iterable[str], event_type: str) -> bool:
     for pattern in filters:
         if pattern == event_type:
             return True
-        if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
+        if (
+            pattern.endswith(".*")
+            and event_type.startswith(pattern[:-1])
+            and event_type not in NAMED_ONLY
+        ):
             return True
     return False
 
 
-def log_disabled(hospital_id: str, webhook_id: str) -> None:
+async def log_disabled(hospital_id: str, webhook_id: str) -> None:
     """The default `on_endpoint_disabled`: the ids only (a URL may carry credentials)."""
     log.warning(
         "webhook %s of hospital %s disabled after failing for 24 h", webhook_id, hospital_id
@@ -227,7 +236,7 @@ class WebhookDeliverer:
                 unsaved.append(attempt)
                 if not result.ok:
                     await self._save(hook, unsaved, True)
-                    self._tell_if_disabled(hook)
+                    await self._tell_if_disabled(hook)
                     return made
                 if len(unsaved) >= SAVE_EVERY or time.monotonic() - saved_at >= SAVE_S:
                     await self._save(hook, unsaved, True)
@@ -275,11 +284,11 @@ class WebhookDeliverer:
             enabled=now - since < FAILURE_WINDOW_S,
         ), attempt
 
-    def _tell_if_disabled(self, hook: WebhookRow) -> None:
+    async def _tell_if_disabled(self, hook: WebhookRow) -> None:
         if hook.enabled:
             return
         try:
-            self.on_endpoint_disabled(hook.hospital_id, hook.webhook_id)
+            await self.on_endpoint_disabled(hook.hospital_id, hook.webhook_id)
         except Exception:
             log.exception("the disabled-webhook callback failed")
 

@@ -31,6 +31,8 @@ MATRIX: dict[str, set[str]] = {
     "healthcare.getAlertEvents": EVERYONE,
     "healthcare.subscribeToAlerts": EVERYONE,
     "healthcare.subscribeToMetrics": EVERYONE,
+    "healthcare.addNote": CLINICAL,
+    "healthcare.getAuditTrail": EVERYONE,
 }
 
 
@@ -48,6 +50,8 @@ def params_for(method: str, alert_id: str, hospital: str = "h1") -> dict[str, An
         "healthcare.getAlertEvents": {"hospitalId": hospital},
         "healthcare.subscribeToAlerts": {"hospitalId": hospital},
         "healthcare.subscribeToMetrics": {"hospitalId": hospital},
+        "healthcare.addNote": {**by_alert, "text": "seen"},
+        "healthcare.getAuditTrail": by_alert,
     }[method]
 
 

@@ -110,6 +110,22 @@ async def test_listeners_hear_changes_made_on_other_nodes(make_node: MakeNode) -
     assert a.online_subjects("h7") == 0
 
 
+async def test_connection_listeners_hear_each_connection_with_its_name(
+    make_node: MakeNode,
+) -> None:
+    """Presence keeps users from these: every node hears (node, connection, entry, +1/-1)."""
+    a, b = await make_node("node-a"), await make_node("node-b")
+    heard: list[tuple[str, str, ConnectionEntry, int]] = []
+    a.on_connection(lambda node, conn, seen, step: heard.append((node, conn, seen, step)))
+    named = ConnectionEntry("nurse-1", "nurse", frozenset({"h1"}), "Ana Silva")
+    b.connection_opened("c1", named)
+    await until(lambda: ("node-b", "c1", named, 1) in heard, "a hears b's connection")
+    assert ("node-b", "c1", named) in a.connection_entries()
+    b.connection_closed("c1")
+    await until(lambda: ("node-b", "c1", named, -1) in heard, "a hears it close")
+    assert a.connection_entries() == []
+
+
 async def test_a_node_that_leaves_takes_its_connections_along(make_node: MakeNode) -> None:
     a, b = await make_node("node-a"), await make_node("node-b")
     b.connection_opened("c1", entry("nurse-1"))

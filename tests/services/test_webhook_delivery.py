@@ -13,10 +13,12 @@ import pytest
 from rpc import signatures
 from rpc.cluster_memory import InMemoryClusterState, MemoryHub
 from rpc.connections import ConnectionRegistry
+from rpc.context import Principal
 from rpc.transport_aiohttp.webhook_client import WebhookClient
 from services.config import DomainConfig
 from services.container import Services
-from services.webhook_delivery import FAILURE_WINDOW_S, WebhookDeliverer, backoff
+from services.webhook_delivery import FAILURE_WINDOW_S, WebhookDeliverer, backoff, matches
+from tests.polling import until
 from tests.services.conftest import FakeClock, alert_input
 from tests.services.stores import Backend
 from tests.services.webhook_receiver import Receiver, receiver
@@ -162,7 +164,11 @@ async def test_an_endpoint_failing_for_24_hours_is_disabled_and_admins_told(
     sending: Services, hook_receiver: Receiver, clock: FakeClock
 ) -> None:
     told: list[tuple[str, str]] = []
-    sending.deliveries.on_endpoint_disabled = lambda hospital, hook: told.append((hospital, hook))
+
+    async def tell(hospital: str, hook: str) -> None:
+        told.append((hospital, hook))
+
+    sending.deliveries.on_endpoint_disabled = tell
     webhook_id, _ = await register(sending, hook_receiver.url)
     hook_receiver.statuses = [500] * 1000
     await sending.alerts.create(alert_input(), "device-1")
@@ -265,3 +271,51 @@ async def test_many_deliveries_are_all_recorded_and_the_cursor_follows(
     assert hook.cursor == events[-1].seq
     assert [a.event_id for a in reversed(attempts)] == [e.id for e in events]
     assert await sending.deliveries.run_due() == 0
+
+
+async def test_a_disabled_endpoint_notifies_the_hospitals_admins_once(
+    sending: Services, hook_receiver: Receiver, clock: FakeClock
+) -> None:
+    """The services' own wiring: the admins the staff directory knows for the hospital get one
+    `webhook.disabled` notification; other staff and other hospitals' admins get none."""
+    notifications = sending.notifications
+    notifications.heard_call(Principal("admin-1", "admin", frozenset({"h1"}), 0.0))
+    notifications.heard_call(Principal("admin-2", "admin", frozenset({"h2"}), 0.0))
+    notifications.heard_call(Principal("nurse-1", "nurse", frozenset({"h1"}), 0.0))
+    await until(lambda: notifications.pending == 0, "the staff directory written")
+    webhook_id, _ = await register(sending, hook_receiver.url)
+    hook_receiver.statuses = [500] * 1000
+    await sending.alerts.create(alert_input(), "device-1")
+    while (await sending.webhooks.get(webhook_id)).enabled:
+        assert await sending.deliveries.run_due() == 1
+        clock.now = (await sending.webhooks.get(webhook_id)).next_attempt_ts
+    (note,), _, unread = await notifications.page("admin-1", False, None, 10)
+    assert note.kind == "webhook.disabled"
+    assert note.hospital_id == "h1"
+    assert unread == 1
+    assert hook_receiver.url not in f"{note.title} {note.message}"
+    for other in ("admin-2", "nurse-1"):
+        assert (await notifications.page(other, False, None, 10))[0] == []
+
+
+def test_a_wildcard_matches_every_alert_event_but_notes() -> None:
+    for event_type in ("alert.created", "alert.acknowledged", "alert.resolved", "alert.updated"):
+        assert matches(["alert.*"], event_type)
+    assert not matches(["alert.*"], "alert.noted")
+    assert matches(["alert.*", "alert.noted"], "alert.noted")
+    assert matches(["alert.created"], "alert.created")
+    assert not matches(["alert.created"], "alert.resolved")
+
+
+async def test_a_note_goes_only_to_an_endpoint_that_names_it(
+    sending: Services, hook_receiver: Receiver
+) -> None:
+    await register(sending, hook_receiver.url, ["alert.*"])
+    await register(sending, hook_receiver.url, ["alert.noted"])
+    alert = await sending.alerts.create(alert_input(), "device-1")
+    await sending.alerts.add_note(alert.id, "nurse-1", "patient anxious")
+    while await sending.deliveries.run_due():
+        pass
+    # Two endpoints on one receiver: the wildcard's gets the creation only, the other the note.
+    types = sorted(orjson.loads(r.body)["type"] for r in hook_receiver.requests)
+    assert types == ["alert.created", "alert.noted"]

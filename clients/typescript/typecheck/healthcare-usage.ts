@@ -27,7 +27,7 @@ type Assert<T extends true> = T;
 
 type Priority = 'low' | 'medium' | 'high' | 'critical';
 type Status = 'active' | 'acknowledged' | 'resolved';
-type EventType = 'alert.created' | 'alert.acknowledged' | 'alert.resolved' | 'alert.escalated' | 'alert.updated';
+type EventType = 'alert.created' | 'alert.acknowledged' | 'alert.resolved' | 'alert.escalated' | 'alert.updated' | 'alert.noted';
 type Tracked<T> = { id: string; data: T };
 
 const url = 'http://localhost:3001/api/trpc';

@@ -14,16 +14,27 @@ export const procedures = {
   "apiKeys.list": "query",
   "apiKeys.revoke": "mutation",
   "healthcare.acknowledgeAlert": "mutation",
+  "healthcare.addNote": "mutation",
   "healthcare.createAlert": "mutation",
   "healthcare.escalateAlert": "mutation",
   "healthcare.getAlert": "query",
   "healthcare.getAlertEvents": "query",
+  "healthcare.getAuditTrail": "query",
   "healthcare.getMetrics": "query",
   "healthcare.listAlerts": "query",
   "healthcare.resolveAlert": "mutation",
   "healthcare.subscribeToAlerts": "subscription",
   "healthcare.subscribeToMetrics": "subscription",
   "healthcare.updateAlert": "mutation",
+  "notifications.broadcast": "mutation",
+  "notifications.list": "query",
+  "notifications.markAllRead": "mutation",
+  "notifications.markRead": "mutation",
+  "notifications.subscribe": "subscription",
+  "presence.set": "mutation",
+  "presence.subscribe": "subscription",
+  "presence.subscribeToAlert": "subscription",
+  "presence.viewing": "mutation",
   "system.ping": "query",
   "system.whoami": "query",
   "webhooks.create": "mutation",
@@ -41,6 +52,9 @@ export type ProcedurePath = keyof typeof procedures;
 export const subscriptions = {
   "healthcare.subscribeToAlerts": { tracked: true, resumable: true },
   "healthcare.subscribeToMetrics": { tracked: false, resumable: false },
+  "notifications.subscribe": { tracked: true, resumable: true },
+  "presence.subscribe": { tracked: false, resumable: false },
+  "presence.subscribeToAlert": { tracked: false, resumable: false },
 } as const satisfies Record<string, { tracked: boolean; resumable: boolean }>;
 
 /**
@@ -105,6 +119,16 @@ export interface ProcedureTree {
       output: S.Alert;
       tracked: false;
     };
+    /**
+     * Add a clinical note to the alert's record: an `alert.noted` event in its stream, which
+     * every subscriber of the hospital hears; returns that event (it carries `note`).
+     */
+    addNote: {
+      kind: "mutation";
+      input: S.AddNoteInput;
+      output: S.AlertEvent;
+      tracked: false;
+    };
     /** Raise an alert; every subscriber of its hospital hears `alert.created`. */
     createAlert: {
       kind: "mutation";
@@ -134,6 +158,16 @@ export interface ProcedureTree {
       kind: "query";
       input: S.GetAlertEventsInput;
       output: S.AlertEventPage;
+      tracked: false;
+    };
+    /**
+     * Every retained event of the alert, oldest first: who did what and when, with the note,
+     * reason or resolution they wrote (null for the others).
+     */
+    getAuditTrail: {
+      kind: "query";
+      input: S.GetAuditTrailInput;
+      output: S.AuditTrail;
       tracked: false;
     };
     /** The hospital's alerting figures now. */
@@ -179,6 +213,89 @@ export interface ProcedureTree {
       kind: "mutation";
       input: S.UpdateAlertInput;
       output: S.Alert;
+      tracked: false;
+    };
+  };
+  notifications: {
+    /** A notice in the inbox of every staff member of the hospital (those seen so far). */
+    broadcast: {
+      kind: "mutation";
+      input: S.BroadcastInput;
+      output: S.BroadcastResult;
+      tracked: false;
+    };
+    /**
+     * A page of one's notifications, newest first (`cursor`: the previous page's
+     * `nextCursor`), with the unread count.
+     */
+    list: {
+      kind: "query";
+      input: S.ListNotificationsInput;
+      output: S.NotificationPage;
+      tracked: false;
+    };
+    /** Mark every one of one's notifications read. */
+    markAllRead: {
+      kind: "mutation";
+      input: void;
+      output: S.MarkReadResult;
+      tracked: false;
+    };
+    /** Mark these of one's notifications read, on every device; others' ids change nothing. */
+    markRead: {
+      kind: "mutation";
+      input: S.MarkReadInput;
+      output: S.MarkReadResult;
+      tracked: false;
+    };
+    /**
+     * `notification.new` as they are written, `notification.read` when read on any device,
+     * `notification.count` at the start and on every change; after `lastEventId`, the ones
+     * written since come first.
+     */
+    subscribe: {
+      kind: "subscription";
+      input: S.SubscribeNotificationsInput;
+      output: S.NotificationEvent;
+      tracked: true;
+    };
+  };
+  presence: {
+    /**
+     * Set one's status (`online` gives it back to the automatic one) and/or activity (""
+     * clears it), on every device and node; both are forgotten when one goes offline.
+     */
+    set: {
+      kind: "mutation";
+      input: S.SetPresenceInput;
+      output: S.PresenceState;
+      tracked: false;
+    };
+    /**
+     * `presence.snapshot` of the staff connected to the hospital now, then
+     * `presence.changed` and `presence.left` as they come and go.
+     */
+    subscribe: {
+      kind: "subscription";
+      input: S.SubscribePresenceInput;
+      output: S.PresenceEvent;
+      tracked: false;
+    };
+    /** `alert.viewers` at once, then on every change of who looks at the alert or types. */
+    subscribeToAlert: {
+      kind: "subscription";
+      input: S.SubscribeToAlertViewersInput;
+      output: S.AlertViewers;
+      tracked: false;
+    };
+    /**
+     * Say that one is looking at the alert (repeat within 30 s while one does) and whether
+     * one is typing about it; returns who is looking now.
+     */
+    viewing: {
+      kind: "mutation";
+      input: S.ViewingInput;
+      output: S.AlertViewers;
       tracked: false;
     };
   };

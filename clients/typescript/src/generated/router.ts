@@ -90,6 +90,15 @@ export type AppRouter = TRPCBuiltRouter<
         output: S.Alert;
         meta: Meta;
       }>;
+      /**
+       * Add a clinical note to the alert's record: an `alert.noted` event in its stream, which
+       * every subscriber of the hospital hears; returns that event (it carries `note`).
+       */
+      addNote: TRPCMutationProcedure<{
+        input: S.AddNoteInput;
+        output: S.AlertEvent;
+        meta: Meta;
+      }>;
       /** Raise an alert; every subscriber of its hospital hears `alert.created`. */
       createAlert: TRPCMutationProcedure<{
         input: S.CreateAlertInput;
@@ -115,6 +124,15 @@ export type AppRouter = TRPCBuiltRouter<
       getAlertEvents: TRPCQueryProcedure<{
         input: S.GetAlertEventsInput;
         output: S.AlertEventPage;
+        meta: Meta;
+      }>;
+      /**
+       * Every retained event of the alert, oldest first: who did what and when, with the note,
+       * reason or resolution they wrote (null for the others).
+       */
+      getAuditTrail: TRPCQueryProcedure<{
+        input: S.GetAuditTrailInput;
+        output: S.AuditTrail;
         meta: Meta;
       }>;
       /** The hospital's alerting figures now. */
@@ -154,6 +172,80 @@ export type AppRouter = TRPCBuiltRouter<
       updateAlert: TRPCMutationProcedure<{
         input: S.UpdateAlertInput;
         output: S.Alert;
+        meta: Meta;
+      }>;
+    };
+    notifications: {
+      /** A notice in the inbox of every staff member of the hospital (those seen so far). */
+      broadcast: TRPCMutationProcedure<{
+        input: S.BroadcastInput;
+        output: S.BroadcastResult;
+        meta: Meta;
+      }>;
+      /**
+       * A page of one's notifications, newest first (`cursor`: the previous page's
+       * `nextCursor`), with the unread count.
+       */
+      list: TRPCQueryProcedure<{
+        input: S.ListNotificationsInput;
+        output: S.NotificationPage;
+        meta: Meta;
+      }>;
+      /** Mark every one of one's notifications read. */
+      markAllRead: TRPCMutationProcedure<{
+        input: void;
+        output: S.MarkReadResult;
+        meta: Meta;
+      }>;
+      /** Mark these of one's notifications read, on every device; others' ids change nothing. */
+      markRead: TRPCMutationProcedure<{
+        input: S.MarkReadInput;
+        output: S.MarkReadResult;
+        meta: Meta;
+      }>;
+      /**
+       * `notification.new` as they are written, `notification.read` when read on any device,
+       * `notification.count` at the start and on every change; after `lastEventId`, the ones
+       * written since come first.
+       */
+      subscribe: TRPCSubscriptionProcedure<{
+        input: S.SubscribeNotificationsInput;
+        output: AsyncIterable<{ id: string; data: S.NotificationEvent }, void, any>;
+        meta: Meta;
+      }>;
+    };
+    presence: {
+      /**
+       * Set one's status (`online` gives it back to the automatic one) and/or activity (""
+       * clears it), on every device and node; both are forgotten when one goes offline.
+       */
+      set: TRPCMutationProcedure<{
+        input: S.SetPresenceInput;
+        output: S.PresenceState;
+        meta: Meta;
+      }>;
+      /**
+       * `presence.snapshot` of the staff connected to the hospital now, then
+       * `presence.changed` and `presence.left` as they come and go.
+       */
+      subscribe: TRPCSubscriptionProcedure<{
+        input: S.SubscribePresenceInput;
+        output: AsyncIterable<S.PresenceEvent, void, any>;
+        meta: Meta;
+      }>;
+      /** `alert.viewers` at once, then on every change of who looks at the alert or types. */
+      subscribeToAlert: TRPCSubscriptionProcedure<{
+        input: S.SubscribeToAlertViewersInput;
+        output: AsyncIterable<S.AlertViewers, void, any>;
+        meta: Meta;
+      }>;
+      /**
+       * Say that one is looking at the alert (repeat within 30 s while one does) and whether
+       * one is typing about it; returns who is looking now.
+       */
+      viewing: TRPCMutationProcedure<{
+        input: S.ViewingInput;
+        output: S.AlertViewers;
         meta: Meta;
       }>;
     };

@@ -18,6 +18,22 @@ export interface AcknowledgeAlertInput {
   note?: string | null;
 }
 
+/** Add a clinical note to an alert's record (an `alert.noted` event in its stream). */
+export interface AddNoteInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  alertId: string;
+  /**
+   * @minLength 1
+   * @maxLength 2000
+   * @pattern ^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  text: string;
+}
+
 export interface AdminStats {
   nodes: NodeStats[];
   totals: StatsTotals;
@@ -70,13 +86,19 @@ export interface Alert {
 export interface AlertEvent {
   /** The event id: opaque, increasing per hospital. */
   id: string;
-  type: "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated";
+  type: "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted";
   hospitalId: string;
   alertId: string;
   alert: Alert;
   /** Who made the change ("system" for automatic escalation). */
   actorId: string;
   occurredAt: string;
+  /**
+   * The note's text on an `alert.noted` event; null on the others.
+   *
+   * @default null
+   */
+  note: string | null;
 }
 
 /** `lastEventId`: where the next call continues from. */
@@ -96,6 +118,20 @@ export interface AlertPage {
 }
 
 export type AlertStreamEvent = AlertEvent | StreamReset;
+
+export interface AlertViewer {
+  sub: string;
+  name: string;
+  role: string;
+  typing: boolean;
+}
+
+/** Who is looking at the alert now (each user once, whatever their devices). */
+export interface AlertViewers {
+  type: "alert.viewers";
+  alertId: string;
+  viewers: AlertViewer[];
+}
 
 /** A key as listed: never the key itself. */
 export interface ApiKey {
@@ -117,6 +153,57 @@ export interface ApiKeyCreated {
   key: string;
   /** Null unless the key was created `signed`. */
   signingSecret: string | null;
+}
+
+/** One event of an alert's history: who did what, when, and what they wrote. */
+export interface AuditEntry {
+  eventId: string;
+  type: "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted";
+  actorId: string;
+  occurredAt: string;
+  /** The note, reason or resolution written with the change; null otherwise. */
+  detail: string | null;
+}
+
+/** Every retained event of an alert, oldest first. */
+export interface AuditTrail {
+  alertId: string;
+  entries: AuditEntry[];
+}
+
+/** A notice to every staff member of the hospital (e.g. planned maintenance). */
+export interface BroadcastInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+  /**
+   * @minLength 1
+   * @maxLength 200
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  title: string;
+  /**
+   * @minLength 1
+   * @maxLength 2000
+   * @pattern ^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  message: string;
+  /** @default "info" */
+  severity?: "info" | "warning" | "critical";
+}
+
+export interface BroadcastResult {
+  /**
+   * Staff of the hospital the notice was written for.
+   *
+   * @minimum 0
+   */
+  recipients: number;
 }
 
 /** Raise an alert (a device, an integration, or a clinician). */
@@ -223,9 +310,9 @@ export interface CreateWebhookInput {
   url: string;
   /**
    * @minItems 1
-   * @maxItems 6
+   * @maxItems 7
    */
-  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated")[];
+  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted")[];
   /**
    * @minLength 1
    * @maxLength 500
@@ -326,6 +413,15 @@ export interface GetAlertInput {
   alertId: string;
 }
 
+export interface GetAuditTrailInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  alertId: string;
+}
+
 export interface GetMetricsInput {
   /**
    * A hospital id; the caller's token must list it.
@@ -384,6 +480,25 @@ export interface ListApiKeysInput {
   hospitalId: string;
 }
 
+/** A page of one's notifications, newest first. */
+export interface ListNotificationsInput {
+  /** @default false */
+  unreadOnly?: boolean;
+  /**
+   * @minLength 1
+   * @maxLength 19
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  cursor?: string | null;
+  /**
+   * @minimum 1
+   * @maximum 200
+   * @default 50
+   */
+  limit?: number;
+}
+
 export interface ListWebhooksInput {
   /**
    * A hospital id; the caller's token must list it.
@@ -393,6 +508,21 @@ export interface ListWebhooksInput {
    * @pattern ^[A-Za-z0-9_.:-]+$
    */
   hospitalId: string;
+}
+
+export interface MarkReadInput {
+  /**
+   * @minItems 1
+   * @maxItems 500
+   */
+  ids: string[];
+}
+
+/** `ids`: those this call marked (already read ones are left out); `unread` after it. */
+export interface MarkReadResult {
+  ids: string[];
+  /** @minimum 0 */
+  unread: number;
 }
 
 /** A hospital's alerting figures at `generatedAt`. */
@@ -437,6 +567,93 @@ export interface NodeStats {
   users: number;
   /** Live subscriptions by kind (the subscription procedure's path). */
   subscriptions: Record<string, number>;
+}
+
+export interface Notification {
+  id: string;
+  kind: "alert.assigned" | "alert.escalated" | "webhook.disabled" | "broadcast";
+  title: string;
+  message: string | null;
+  hospitalId: string | null;
+  /** The alert it is about, for the alert kinds. */
+  alertId: string | null;
+  /** A broadcast's severity; null for the others. */
+  severity: "info" | "warning" | "critical" | null;
+  createdAt: string;
+  readAt: string | null;
+}
+
+/** The unread count: sent at the start and whenever it changes. */
+export interface NotificationCount {
+  type: "notification.count";
+  /** @minimum 0 */
+  unread: number;
+}
+
+export type NotificationEvent = NotificationNew | NotificationRead | NotificationCount;
+
+export interface NotificationNew {
+  type: "notification.new";
+  notification: Notification;
+}
+
+/** `unread`: the user's unread notifications in all (not only on this page). */
+export interface NotificationPage {
+  items: Notification[];
+  nextCursor: string | null;
+  /** @minimum 0 */
+  unread: number;
+}
+
+/** These notifications were read (on any device of the user). */
+export interface NotificationRead {
+  type: "notification.read";
+  ids: string[];
+}
+
+/** Someone arrived, or their status, activity, devices or name changed. */
+export interface PresenceChanged {
+  type: "presence.changed";
+  member: PresenceMember;
+}
+
+export type PresenceEvent = PresenceSnapshot | PresenceChanged | PresenceLeft;
+
+/** Someone is gone: their last connection closed more than the grace period ago. */
+export interface PresenceLeft {
+  type: "presence.left";
+  sub: string;
+}
+
+/** One staff member connected to the hospital (on any node, by any number of devices). */
+export interface PresenceMember {
+  sub: string;
+  /** The token's `name` claim, or the user id when it has none. */
+  name: string;
+  role: string;
+  status: "online" | "away" | "busy";
+  activity: string | null;
+  /**
+   * Live connections of the user, every node counted.
+   *
+   * @minimum 1
+   */
+  devices: number;
+  /** When the current status began. */
+  since: string;
+}
+
+/** Sent first: everyone present now. */
+export interface PresenceSnapshot {
+  type: "presence.snapshot";
+  hospitalId: string;
+  members: PresenceMember[];
+}
+
+/** The caller's status and activity now in force. */
+export interface PresenceState {
+  status: "online" | "away" | "busy";
+  activity: string | null;
 }
 
 /** Close an alert for good. */
@@ -502,6 +719,22 @@ export interface SchemasIntegrationsRevoked {
   revoked: boolean;
 }
 
+/**
+ * Set one's status and/or activity; the fields left out stay as they are. `online` gives
+ * the status back to the automatic one (away after inactivity); `busy` and `away` hold until
+ * changed or until the user goes offline. An empty `activity` ("") clears it.
+ */
+export interface SetPresenceInput {
+  /** @default null */
+  status?: "online" | "away" | "busy" | null;
+  /**
+   * @maxLength 120
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  activity?: string | null;
+}
+
 export interface StatsTotals {
   connections: number;
   /** Distinct users: one connected to two nodes counts once. */
@@ -519,6 +752,37 @@ export interface StreamReset {
   type: "stream.reset";
   hospitalId: string;
   reason: string;
+}
+
+/** Live; after `lastEventId`, the notifications written since come first. */
+export interface SubscribeNotificationsInput {
+  /**
+   * @minLength 1
+   * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  lastEventId?: string | null;
+}
+
+export interface SubscribePresenceInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+}
+
+export interface SubscribeToAlertViewersInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  alertId: string;
 }
 
 /** A hospital's alert events (or one alert's), live; after `lastEventId` when given. */
@@ -598,11 +862,29 @@ export interface UpdateAlertInput {
   assignedTo?: string | null;
 }
 
+/**
+ * Say that one is looking at an alert (and whether one is typing about it). It lapses by
+ * itself: repeat it at least every VIEWING_TTL_S (30 s) while looking; `typing` lapses after
+ * TYPING_TTL_S (6 s) unless repeated. `viewing: false` stops at once.
+ */
+export interface ViewingInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  alertId: string;
+  /** @default false */
+  typing?: boolean;
+  /** @default true */
+  viewing?: boolean;
+}
+
 export interface Webhook {
   webhookId: string;
   hospitalId: string;
   url: string;
-  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated")[];
+  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted")[];
   description: string | null;
   /** False once deliveries kept failing for 24 h. */
   enabled: boolean;
@@ -614,7 +896,7 @@ export interface WebhookCreated {
   webhookId: string;
   hospitalId: string;
   url: string;
-  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated")[];
+  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted")[];
   description: string | null;
   /** False once deliveries kept failing for 24 h. */
   enabled: boolean;

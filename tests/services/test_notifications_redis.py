@@ -1,0 +1,51 @@
+"""A cluster as deployed (PostgreSQL and Redis): a notification written on one node reaches
+the user's subscription on the other, and so does a read."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from rpc.connections import ConnectionRegistry
+from services.cluster_redis import RedisClusterState
+from services.config import DomainConfig
+from services.container import Services
+from tests.redis_support import shared_cluster
+from tests.services.conftest import FakeClock
+
+
+@pytest.fixture
+async def nodes(postgres_url: str, clock: FakeClock) -> AsyncIterator[tuple[Services, Services]]:
+    config = DomainConfig(postgres_url=postgres_url)
+    async with shared_cluster() as (url, prefix):
+        states = [RedisClusterState(url, name, prefix) for name in ("node-a", "node-b")]
+        opened: list[Services] = []
+        try:
+            for state in states:
+                registry = ConnectionRegistry(state)
+                opened.append(await Services.open(config, registry, clock=clock, background=False))
+                await state.start()
+            yield opened[0], opened[1]
+        finally:
+            for services in opened:
+                await services.close()
+            for state in states:
+                await state.close()
+
+
+async def test_a_notification_and_a_read_cross_nodes(nodes: tuple[Services, Services]) -> None:
+    a, b = nodes
+    stream = await b.notifications.stream("nurse-1", None)
+    assert (await asyncio.wait_for(anext(stream), 10)).data.type == "notification.count"
+    [written] = await a.notifications.notify(["nurse-1"], "broadcast", "hello", None, "h1", None)
+    new = (await asyncio.wait_for(anext(stream), 10)).data
+    assert new.type == "notification.new"
+    assert new.notification.title == "hello"
+    count = (await asyncio.wait_for(anext(stream), 10)).data
+    assert (count.type, getattr(count, "unread", None)) == ("notification.count", 1)
+    await a.notifications.mark_read("nurse-1", [written.id])
+    read = (await asyncio.wait_for(anext(stream), 10)).data
+    assert (read.type, getattr(read, "ids", None)) == ("notification.read", [new.notification.id])
+    await stream.aclose()
