@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from services import vitals_schema
 from services.sqlite_schema import SchemaError
 
 if TYPE_CHECKING:
@@ -228,6 +229,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_ts);
     """
     + commit_function(announce=True, keys=True),
+    # 4: devices, vitals and threshold rules (CONTRACT 8; services/vitals_schema.py).
+    vitals_schema.POSTGRES,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,6 +12,8 @@ import sqlite3
 
 import aiosqlite
 
+from services import vitals_schema
+
 MIGRATIONS: list[str] = [
     # 1: alerts (current state), the append-only event log, and per-hospital prune marks.
     """
@@ -61,6 +63,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_ts);
     """,
+    # 3: devices, vitals and threshold rules (CONTRACT 8; services/vitals_schema.py).
+    vitals_schema.SQLITE,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -238,6 +238,16 @@ class SqliteAlertStore(SqliteReads):
         removed: int = await self._submit(_Pending(step=lambda conn: prune_keys(conn, before_ts)))
         return removed
 
+    async def write_step(self, step: Step) -> Any:
+        """Run `step(connection)` inside the next write batch's transaction, on the writer's
+        thread, in a savepoint of its own (other stores sharing this file, such as the vitals
+        store, write through here: one writer, one group commit)."""
+        return await self._submit(_Pending(step=step))
+
+    def read_connection(self) -> aiosqlite.Connection:
+        """The connection queries use (SERVICE_UNAVAILABLE when the store is not open)."""
+        return self._conn(read=True)
+
     async def _submit(self, pending: _Pending) -> Any:
         if self._writer is None:
             raise RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Storage is not open")
