@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from routers import healthcare, system
+from routers import devices, healthcare, rules, system, vitals
 from rpc.router import Router
 
-app_router = Router.merge(system=system.router, healthcare=healthcare.router)
+app_router = Router.merge(
+    system=system.router,
+    healthcare=healthcare.router,
+    vitals=vitals.router,
+    devices=devices.router,
+    rules=rules.router,
+)

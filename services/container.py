@@ -26,6 +26,8 @@ from services.store import IDEMPOTENCY_TTL_S, AlertStore, StoredEvent
 from services.store_postgres import PostgresAlertStore
 from services.store_sqlite import SqliteAlertStore
 from services.subscriptions import AlertSubscriptionService
+from services.vitals import VitalsService
+from services.vitals_store import make_vitals_store
 
 log = logging.getLogger("alertwire.services")
 
@@ -73,6 +75,9 @@ class Services:
         if isinstance(store, PostgresAlertStore):
             self.subscriptions.on(functools.partial(self._heard_in_cluster, store))
         self._pruner: asyncio.Task[None] | None = None
+        self.vitals = VitalsService(
+            make_vitals_store(store), self.alerts, registry.cluster, config.device_silence_s, clock
+        )
 
     def observe(
         self, commit_seconds: Callable[[float], None], delivered: Callable[[float], None]
@@ -111,6 +116,7 @@ class Services:
         if background:
             await services.escalation.start()
             services._pruner = asyncio.create_task(services._prune_forever(), name="retention")
+            services.vitals.start()
         else:
             await services.escalation.load()
         return services
@@ -133,6 +139,7 @@ class Services:
         marks = await self.store.prune(now - self.config.retention_s)
         self.subscriptions.pruned(marks)
         await self.store.prune_keys(now - IDEMPOTENCY_TTL_S)
+        await self.vitals.store.prune(now - self.config.vitals_retention_s)
         return marks
 
     async def _prune_forever(self) -> None:
@@ -151,6 +158,7 @@ class Services:
         return {"storage": storage, **self.bus.health()}
 
     async def close(self) -> None:
+        await self.vitals.stop()
         await self.escalation.stop()
         if self._pruner is not None:
             self._pruner.cancel()
