@@ -130,9 +130,10 @@ class ConflatedStream(PushStream, Generic[K, V]):
         known = await self._snapshot()
         merged: dict[K, V] = {}
         for item in known:
-            key = self._key(item)
-            if self._order(item) >= self._seen.get(key, -1e18):
+            key, order = self._key(item), self._order(item)
+            if order >= self._seen.get(key, -1e18):
                 merged[key] = item
+                self._seen[key] = order
         merged.update(self._pending)  # heard while the snapshot was read: newer or equal
         self._pending.clear()
         if self.closed:
