@@ -138,7 +138,7 @@ def _number(
 ) -> float:
     """A numeric setting: above `minimum` (or at least it, unless `open_min`)."""
     raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    if raw is None:
         return default
     try:
         value = float(raw)
