@@ -126,7 +126,8 @@ class ReadingInput(InputModel):
     @field_validator("measured_at")
     @classmethod
     def _when(cls, stamp: str | None) -> str | None:
-        if stamp is not None and parse_timestamp(stamp) > datetime.now(UTC).timestamp() + MAX_FUTURE_S:
+        latest = datetime.now(UTC).timestamp() + MAX_FUTURE_S
+        if stamp is not None and parse_timestamp(stamp) > latest:
             raise ValueError(f"is more than {MAX_FUTURE_S:g} s in the future")
         return stamp
 

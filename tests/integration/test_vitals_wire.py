@@ -250,6 +250,8 @@ async def test_hostile_reports_are_refused_whole_with_their_errors(tmp_path: Pat
             ([hr(72)] * 101, "readings", "at most 100"),
             ([], "readings", "at least 1"),
             ([hr(72, measuredAt="soon")], "readings.0.measuredAt", "ISO 8601"),
+            ([hr(72, measuredAt="2999-01-01T00:00:00Z")], "readings.0.measuredAt", "future"),
+            ([hr(72, measuredAt="2026-01-01T00:00:00")], "readings.0.measuredAt", "time zone"),
         ]
         for readings, field, words in cases:
             reply = await gateway.raw(REPORT, report(*readings))
