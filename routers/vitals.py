@@ -96,5 +96,7 @@ async def subscribe(ctx: Context, input: SubscribeVitalsInput) -> AsyncIterator[
     async def snapshot() -> list[StoredReading]:
         return await vitals.store.latest(input.hospital_id, patient, input.kinds)
 
-    stream: Any = vitals.hub.vitals_stream(input.hospital_id, accepts, input.max_rate_hz, snapshot)
+    stream: Any = vitals.hub.vitals_stream(
+        input.hospital_id, patient, accepts, input.max_rate_hz, snapshot
+    )
     return cast(AsyncIterator[VitalsUpdate], stream)

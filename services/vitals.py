@@ -1,10 +1,13 @@
 """Devices, vitals and threshold rules (CONTRACT 8): readings in, alerts out, live vitals.
 
 A report (`report`): its readings, the patient's latest values and the device's last-seen time
-are stored in one transaction (services/vitals_store.py); the readings are broadcast to every
-node's live subscribers (services/vitals_live.py); then each reading is judged against the
-hospital's rules (services/rule_engine.py, pure) and the verdicts are carried out as alerts
-(services/rule_alerts.py: one open alert per patient and type, decided from the store).
+are stored in one transaction (services/vitals_store.py) while each reading is judged against
+the hospital's rules (services/rule_engine.py, pure) and the verdicts are carried out as alerts
+(services/rule_alerts.py: one open alert per patient and type, decided from the store); the
+two writes usually share a group commit. Once the readings are stored they are broadcast to
+every node's live subscribers (services/vitals_live.py). Should the readings' write fail while
+a rule's alert commits, the caller gets the error and the alert stands (a retry repeats into it
+rather than raising another).
 
 Rule state (a sustained breach's start, hysteresis) is kept per node, per patient and rule,
 and a patient's reports are judged one at a time on a node (a lock per patient). A patient's
@@ -127,28 +130,39 @@ class VitalsService:
             for r in data.readings
         ]
         rules = await self.rules(h)  # before the write: a report refused here stores nothing
-        change = await self.store.record(ReportWrite(h, p, device_id, readings, now))
-        await self._publish(vitals_message(h, p, device_id, readings))
-        if change.changed:
-            await self._publish(device_message(change.device))
         lock = self._locks.setdefault((h, p), asyncio.Lock())
         try:
             async with lock:
-                alerts = await self._judge(h, p, device_id, readings, rules, actor)
+                found, open_alerts = await self._evaluate(h, p, readings, rules)
+                # The readings' write and the rule alerts' writes are queued in the same loop
+                # iteration, so that they share one group commit: a breach costs no commit of
+                # its own before its alert.
+                outcomes = await asyncio.gather(
+                    self.store.record(ReportWrite(h, p, device_id, readings, now)),
+                    *(self._act(h, p, device_id, b, open_alerts, actor) for b in found),
+                    return_exceptions=True,
+                )
         finally:
             if not lock.locked() and self._locks.get((h, p)) is lock:
                 del self._locks[(h, p)]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        change = outcomes[0]
+        assert isinstance(change, DeviceChange)
+        alerts = [a for a in outcomes[1:] if isinstance(a, Alert)]
+        # Live subscribers hear of stored readings only.
+        await self._publish(vitals_message(h, p, device_id, readings))
+        if change.changed:
+            await self._publish(device_message(change.device))
         return len(readings), alerts
 
-    async def _judge(
-        self,
-        h: str,
-        p: str,
-        device_id: str,
-        readings: Sequence[StoredReading],
-        rules: Sequence[ThresholdRule],
-        actor: str,
-    ) -> list[Alert]:
+    async def _evaluate(
+        self, h: str, p: str, readings: Sequence[StoredReading], rules: Sequence[ThresholdRule]
+    ) -> tuple[list[Breach], dict[str, Alert | None]]:
+        """Each reading against each rule of its kind, in measuredAt order; the patient's open
+        alerts are looked up (from the store) only for the types a reading breaches. Returns
+        one action per alert type and the open alerts found."""
         by_kind: dict[str, list[ThresholdRule]] = {}
         for rule in rules:
             by_kind.setdefault(rule.kind, []).append(rule)
@@ -172,22 +186,27 @@ class VitalsService:
                     found.append(
                         Breach(rule.alert_type, verdict, rule, reading.value, reading.measured_ts)
                     )
-        out: list[Alert] = []
-        for breach in rule_engine.decide(found):
-            text = breach_text(breach.rule, breach.value, breach.measured_ts, device_id)
-            current = open_alerts.get(breach.alert_type)
-            if breach.verdict is Verdict.REPEAT and current is not None:
-                updated = await self.rule_alerts.repeat(current, text, actor)
-                if updated is not None:
-                    out.append(updated)
-                continue
-            spec = KINDS[breach.rule.kind]
-            title = f"{spec.label} {_fmt(breach.value)} {spec.unit}"
-            alert = await self.rule_alerts.raise_alert(
-                h, p, breach.alert_type, breach.rule.priority, title, text, actor
-            )
-            out.append(alert)
-        return out
+        return rule_engine.decide(found), open_alerts
+
+    async def _act(
+        self,
+        h: str,
+        p: str,
+        device_id: str,
+        breach: Breach,
+        open_alerts: dict[str, Alert | None],
+        actor: str,
+    ) -> Alert | None:
+        """Carry out one verdict: a (rate-limited) update of the open alert, or a new one."""
+        text = breach_text(breach.rule, breach.value, breach.measured_ts, device_id)
+        current = open_alerts.get(breach.alert_type)
+        if breach.verdict is Verdict.REPEAT and current is not None:
+            return await self.rule_alerts.repeat(current, text, actor)
+        spec = KINDS[breach.rule.kind]
+        title = f"{spec.label} {_fmt(breach.value)} {spec.unit}"
+        return await self.rule_alerts.raise_alert(
+            h, p, breach.alert_type, breach.rule.priority, title, text, actor
+        )
 
     def _keep(self, key: StateKey, state: RuleState) -> None:
         if state == rule_engine.ARMED:

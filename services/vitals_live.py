@@ -173,6 +173,7 @@ class ConflatedStream(PushStream, Generic[K, V]):
 
 
 VitalsStream = ConflatedStream[tuple[str, str], StoredReading]
+Filter = Callable[[StoredReading], bool]
 DeviceStream = ConflatedStream[str, DeviceRecord]
 
 
@@ -195,24 +196,31 @@ def render_devices(devices: list[DeviceRecord]) -> list[bytes]:
 
 
 class LiveHub:
-    """This node's live vitals and device-status subscribers, by hospital."""
+    """This node's live vitals and device-status subscribers. Vitals subscribers are indexed
+    by (hospital, patient), or by hospital for ward-wide ones, so that a report touches only
+    the subscribers that may want it (a ward of bedside screens each watching one patient
+    costs a dict lookup per report, not a look at every screen)."""
 
     def __init__(self) -> None:
-        self._vitals: dict[str, dict[VitalsStream, Callable[[StoredReading], bool]]] = {}
+        self._vitals: dict[tuple[str, str | None], dict[VitalsStream, Filter]] = {}
         self._devices: dict[str, set[DeviceStream]] = {}
 
     def vitals_stream(
         self,
         hospital_id: str,
-        accepts: Callable[[StoredReading], bool],
+        patient_id: str | None,
+        accepts: Filter,
         max_rate_hz: float,
         snapshot: Callable[[], Awaitable[list[StoredReading]]],
     ) -> VitalsStream:
+        """`patient_id` None: every patient of the hospital; `accepts` filters further."""
+        key = (hospital_id, patient_id)
+
         def detach(stream: ConflatedStream[Any, Any]) -> None:
-            streams = self._vitals.get(hospital_id, {})
+            streams = self._vitals.get(key, {})
             streams.pop(stream, None)
             if not streams:
-                self._vitals.pop(hospital_id, None)
+                self._vitals.pop(key, None)
 
         stream: VitalsStream = ConflatedStream(
             max_rate_hz,
@@ -222,7 +230,7 @@ class LiveHub:
             render=render_vitals,
             detach=detach,
         )
-        self._vitals.setdefault(hospital_id, {})[stream] = accepts
+        self._vitals.setdefault(key, {})[stream] = accepts
         return stream
 
     def device_stream(
@@ -256,15 +264,17 @@ class LiveHub:
     # --- what the cluster delivers -------------------------------------------------------
 
     def vitals_changed(self, message: VitalsChanged) -> None:
-        streams = self._vitals.get(message.hospital_id)
-        if not streams:
+        patient = self._vitals.get((message.hospital_id, message.patient_id))
+        ward = self._vitals.get((message.hospital_id, None))
+        if not patient and not ward:
             return
         readings = [
             StoredReading(message.patient_id, message.device_id, kind, value, ts)  # type: ignore[arg-type]
             for kind, value, ts in message.readings
         ]
-        for stream, accepts in tuple(streams.items()):
-            stream.offer(r for r in readings if accepts(r))
+        for streams in (patient, ward):
+            for stream, accepts in tuple((streams or {}).items()):
+                stream.offer([r for r in readings if accepts(r)])
 
     def device_changed(self, message: DeviceChanged) -> None:
         streams = self._devices.get(message.hospital_id)

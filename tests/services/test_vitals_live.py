@@ -60,7 +60,7 @@ async def test_snapshot_then_changes_with_older_values_dropped() -> None:
         await read.wait()
         return [hr(60, T0), StoredReading("p1", "mon-1", "spo2", 97, T0)]
 
-    stream = hub.vitals_stream("h1", lambda r: True, 1000, snapshot)
+    stream = hub.vitals_stream("h1", None, lambda r: True, 1000, snapshot)
     sink = Sink()
     opening = asyncio.create_task(stream.start(sink))
     hub.vitals_changed(message(hr(65, T0 + 1)))  # while the snapshot is being read
@@ -85,7 +85,7 @@ async def test_a_backed_up_connection_gets_only_the_newest_value() -> None:
     async def snapshot() -> list[StoredReading]:
         return []
 
-    stream = hub.vitals_stream("h1", lambda r: True, 1000, snapshot)
+    stream = hub.vitals_stream("h1", None, lambda r: True, 1000, snapshot)
     sink = Sink()
     await stream.start(sink)
     sink.backed_up = BACKLOG_LIMIT_BYTES + 1
@@ -105,7 +105,7 @@ async def test_the_rate_limit_conflates_a_burst() -> None:
     async def snapshot() -> list[StoredReading]:
         return []
 
-    stream = hub.vitals_stream("h1", lambda r: True, 5, snapshot)  # one flush per 200 ms
+    stream = hub.vitals_stream("h1", None, lambda r: True, 5, snapshot)  # one flush per 200 ms
     sink = Sink()
     await stream.start(sink)
     for i in range(50):
@@ -122,7 +122,7 @@ async def test_filters_and_hospitals_are_kept_apart() -> None:
     async def snapshot() -> list[StoredReading]:
         return []
 
-    stream = hub.vitals_stream("h1", lambda r: r.patient_id == "p2", 1000, snapshot)
+    stream = hub.vitals_stream("h1", "p2", lambda r: True, 1000, snapshot)
     sink = Sink()
     await stream.start(sink)
     hub.vitals_changed(message(hr(70, T0)))  # another patient
