@@ -83,8 +83,9 @@ async def history(ctx: Context, input: VitalsHistoryInput) -> VitalsHistory:
 async def subscribe(ctx: Context, input: SubscribeVitalsInput) -> AsyncIterator[VitalsUpdate]:
     """The latest value of each patient and kind at once, then changes: at most `maxRateHz`
     updates a second, each with the newest value of the kinds that changed (conflated: a
-    subscriber that falls behind never gets a backlog). Not resumable: vitals are not alert
-    events."""
+    subscriber that falls behind never gets a backlog). A subscription to one patient of whom
+    nothing is known yet starts with an update holding no readings. Not resumable: vitals are
+    not alert events."""
     vitals = services(ctx).vitals
     patient, kinds = input.patient_id, frozenset(input.kinds or ())
 

@@ -93,8 +93,10 @@ class ConflatedStream(PushStream, Generic[K, V]):
         render: Callable[[list[V]], list[bytes]],
         detach: Callable[[ConflatedStream[K, V]], None],
         clock: Callable[[], float] = time.monotonic,
+        empty: tuple[bytes, ...] = (),
     ) -> None:
         super().__init__()
+        self._empty = empty  # the snapshot's frames when nothing is known yet
         self._interval = 1.0 / max_rate_hz
         self._snapshot = snapshot
         self._key = key
@@ -138,7 +140,7 @@ class ConflatedStream(PushStream, Generic[K, V]):
         self._pending.clear()
         if self.closed:
             return
-        for frame in self._render(list(merged.values())):
+        for frame in self._render(list(merged.values())) or self._empty:
             sink.event(None, frame)
         self._live = True
 
@@ -189,6 +191,10 @@ def render_vitals(readings: list[StoredReading]) -> list[bytes]:
     ]
 
 
+def render_empty(patient_id: str) -> bytes:
+    return orjson.dumps({"patientId": patient_id, "readings": []})
+
+
 def render_devices(devices: list[DeviceRecord]) -> list[bytes]:
     return [
         orjson.dumps(device.wire().model_dump(mode="json", by_alias=True)) for device in devices
@@ -222,6 +228,8 @@ class LiveHub:
             if not streams:
                 self._vitals.pop(key, None)
 
+        # One patient's subscriber is told at once that nothing is known of them yet.
+        empty = () if patient_id is None else (render_empty(patient_id),)
         stream: VitalsStream = ConflatedStream(
             max_rate_hz,
             snapshot,
@@ -229,6 +237,7 @@ class LiveHub:
             order=lambda r: r.measured_ts,
             render=render_vitals,
             detach=detach,
+            empty=empty,
         )
         self._vitals.setdefault(key, {})[stream] = accepts
         return stream

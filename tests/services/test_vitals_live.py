@@ -125,6 +125,9 @@ async def test_filters_and_hospitals_are_kept_apart() -> None:
     stream = hub.vitals_stream("h1", "p2", lambda r: True, 1000, snapshot)
     sink = Sink()
     await stream.start(sink)
+    # One patient's subscriber hears at once that nothing is known of them yet.
+    assert sink.frames == [{"patientId": "p2", "readings": []}]
+    sink.frames.clear()
     hub.vitals_changed(message(hr(70, T0)))  # another patient
     hub.vitals_changed(vitals_message("h2", "p2", "mon-9", [hr(71, T0, "p2")]))  # other hospital
     hub.vitals_changed(message(hr(72, T0, "p2")))

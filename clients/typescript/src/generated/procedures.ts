@@ -231,8 +231,9 @@ export interface ProcedureTree {
     /**
      * The latest value of each patient and kind at once, then changes: at most `maxRateHz`
      * updates a second, each with the newest value of the kinds that changed (conflated: a
-     * subscriber that falls behind never gets a backlog). Not resumable: vitals are not alert
-     * events.
+     * subscriber that falls behind never gets a backlog). A subscription to one patient of whom
+     * nothing is known yet starts with an update holding no readings. Not resumable: vitals are
+     * not alert events.
      */
     subscribe: {
       kind: "subscription";
