@@ -30,7 +30,8 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from rpc.cluster import ClusterMessage, ClusterState
 from rpc.errors import RpcError
@@ -104,7 +105,7 @@ class VitalsService:
         self.hub = LiveHub()
         self._rules: dict[str, tuple[float, list[ThresholdRule]]] = {}
         self._states: OrderedDict[StateKey, RuleState] = OrderedDict()
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: dict[tuple[str, str], list[Any]] = {}  # [lock, users]
         self._watcher: asyncio.Task[None] | None = None
         self._unsubscribe = [
             cluster.on_message(VitalsChanged, self.hub.vitals_changed),
@@ -130,21 +131,16 @@ class VitalsService:
             for r in data.readings
         ]
         rules = await self.rules(h)  # before the write: a report refused here stores nothing
-        lock = self._locks.setdefault((h, p), asyncio.Lock())
-        try:
-            async with lock:
-                found, open_alerts = await self._evaluate(h, p, readings, rules)
-                # The readings' write and the rule alerts' writes are queued in the same loop
-                # iteration, so that they share one group commit: a breach costs no commit of
-                # its own before its alert.
-                outcomes = await asyncio.gather(
-                    self.store.record(ReportWrite(h, p, device_id, readings, now)),
-                    *(self._act(h, p, device_id, b, open_alerts, actor) for b in found),
-                    return_exceptions=True,
-                )
-        finally:
-            if not lock.locked() and self._locks.get((h, p)) is lock:
-                del self._locks[(h, p)]
+        async with self._patient_turn(h, p):
+            found, open_alerts = await self._evaluate(h, p, readings, rules)
+            # The readings' write and the rule alerts' writes are queued in the same loop
+            # iteration, so that they share one group commit: a breach costs no commit of
+            # its own before its alert.
+            outcomes = await asyncio.gather(
+                self.store.record(ReportWrite(h, p, device_id, readings, now)),
+                *(self._act(h, p, device_id, b, open_alerts, actor) for b in found),
+                return_exceptions=True,
+            )
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -156,6 +152,23 @@ class VitalsService:
         if change.changed:
             await self._publish(device_message(change.device))
         return len(readings), alerts
+
+    @contextlib.asynccontextmanager
+    async def _patient_turn(self, h: str, p: str) -> AsyncIterator[None]:
+        """A patient's reports are judged one at a time on this node (rule state moves in
+        reading order); the lock is dropped when no report of the patient is waiting."""
+        key = (h, p)
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[key]
 
     async def _evaluate(
         self, h: str, p: str, readings: Sequence[StoredReading], rules: Sequence[ThresholdRule]
