@@ -328,6 +328,7 @@ class VitalsService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
+        await self.store.close()
 
     # --- rules ---------------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """The vitals store on PostgreSQL, sharing the alert store's pool (`PostgresAlertStore.pool`).
 
-A report is one transaction: the readings go in with one `executemany`, the patient's latest
-values with another, and the device row is locked (`FOR UPDATE`) while it is updated, so two
-nodes touching one device serialise on it. Calls are tried once more on a fresh connection when
+Reports are group-committed like alert changes: the reports waiting when the writer is free
+go to the database together in one transaction (services/write_queue.py): every reading in one
+`executemany`, the patients' latest values in another, and the devices' rows locked (`FOR
+UPDATE`, in one order, so two nodes touching the same devices serialise on them rather than
+deadlock) and written once each. A report is never split: it commits whole with its batch, or
+its caller gets the error. Calls are tried once more on a fresh connection when
 the first turns out to be dead (postgres_pool.repeatable). Marking a silent device offline is a
 conditional UPDATE: of all the nodes that noticed the silence, the one whose UPDATE matched
 raises the alert.
@@ -10,7 +13,10 @@ raises the alert.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas.devices import ThresholdRule
@@ -27,6 +33,7 @@ from services.vitals_store import (
     reported,
     touched,
 )
+from services.write_queue import shut_out, write_in_batches
 
 if TYPE_CHECKING:
     from services.postgres_pool import Connection
@@ -46,6 +53,13 @@ ON CONFLICT (hospital_id, device_id) DO UPDATE SET
     updated_ts = excluded.updated_ts
 """
 SELECT_DEVICE = SELECT_DEVICES + "FROM devices WHERE hospital_id = $1 AND device_id = $2 FOR UPDATE"
+LOCK_DEVICES = """
+SELECT hospital_id, device_id, patient_id, status, battery, detail, last_seen_ts, updated_ts
+FROM devices
+WHERE (hospital_id, device_id) IN (SELECT h, d FROM unnest($1::text[], $2::text[]) AS k(h, d))
+ORDER BY hospital_id, device_id
+FOR UPDATE
+"""
 INSERT_READING = (
     "INSERT INTO vitals_readings (hospital_id, patient_id, device_id, kind, value, measured_ts) "
     "VALUES ($1, $2, $3, $4, $5, $6)"
@@ -85,9 +99,55 @@ def _reading(row: Any) -> StoredReading:
     )
 
 
+def _new_future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
+
+
+@dataclass
+class _Report:
+    write: ReportWrite
+    future: asyncio.Future[Any] = field(default_factory=_new_future)
+
+
+async def _write_reports(conn: Connection, writes: list[ReportWrite]) -> list[DeviceChange]:
+    """Inside a transaction: every report's readings, latest values and device."""
+    rows = [
+        (w.hospital_id, w.patient_id, r.device_id, r.kind, r.value, r.measured_ts)
+        for w in writes
+        for r in w.readings
+    ]
+    await conn.executemany(INSERT_READING, rows)
+    await conn.executemany(UPSERT_LATEST, [(r[0], r[1], r[3], r[2], r[4], r[5]) for r in rows])
+    keys = sorted({(w.hospital_id, w.device_id) for w in writes})
+    locked = await conn.fetch(LOCK_DEVICES, [k[0] for k in keys], [k[1] for k in keys])
+    current: dict[tuple[str, str], DeviceRecord] = {}
+    for row in locked:
+        device = _device(row)
+        current[(device.hospital_id, device.device_id)] = device
+    changes = []
+    for w in writes:
+        key = (w.hospital_id, w.device_id)
+        previous = current.get(key)
+        current[key] = touched(previous, w)
+        changes.append(DeviceChange(current[key], previous))
+    await conn.executemany(UPSERT_DEVICE, [_device_args(current[k]) for k in keys])
+    return changes
+
+
 class PostgresVitalsStore:
     def __init__(self, store: PostgresAlertStore) -> None:
         self._store = store
+        self._queue: asyncio.Queue[_Report] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        while not self._queue.empty():
+            shut_out(self._queue.get_nowait())
 
     async def _call(self, call: Callable[[Connection], Awaitable[R]]) -> R:
         return await repeatable(self._store.pool, call)
@@ -100,20 +160,30 @@ class PostgresVitalsStore:
         return await self._call(run)
 
     async def record(self, write: ReportWrite) -> DeviceChange:
-        h, p = write.hospital_id, write.patient_id
-        rows = [(h, p, r.device_id, r.kind, r.value, r.measured_ts) for r in write.readings]
-        latest = [(h, p, r[3], r[2], r[4], r[5]) for r in rows]
+        if self._writer is None:
+            self._writer = asyncio.create_task(
+                write_in_batches(self._queue, self._record_batch), name="vitals-writer"
+            )
+        pending = _Report(write)
+        self._queue.put_nowait(pending)
+        change: DeviceChange = await pending.future
+        return change
 
-        async def run(conn: Connection) -> DeviceChange:
-            await conn.executemany(INSERT_READING, rows)
-            await conn.executemany(UPSERT_LATEST, latest)
-            row = await conn.fetchrow(SELECT_DEVICE, h, write.device_id)
-            previous = None if row is None else _device(row)
-            device = touched(previous, write)
-            await conn.execute(UPSERT_DEVICE, *_device_args(device))
-            return DeviceChange(device, previous)
-
-        return await self._transaction(run)
+    async def _record_batch(self, batch: list[_Report]) -> None:
+        waiting = [p for p in batch if not p.future.done()]  # a caller gone stores nothing
+        if not waiting:
+            return
+        writes = [p.write for p in waiting]
+        try:
+            changes = await self._transaction(lambda conn: _write_reports(conn, writes))
+        except Exception as exc:
+            for pending in waiting:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        for pending, change in zip(waiting, changes, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(change)
 
     async def latest(
         self, hospital_id: str, patient_id: str | None, kinds: Sequence[str] | None

@@ -154,6 +154,9 @@ class SqliteVitalsStore:
     def __init__(self, store: SqliteAlertStore) -> None:
         self._store = store
 
+    async def close(self) -> None:
+        """Nothing of its own to close: the alert store owns the connections."""
+
     async def _write(self, step: Callable[[sqlite3.Connection], R]) -> R:
         return cast(R, await self._store.write_step(step))
 

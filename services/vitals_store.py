@@ -179,6 +179,10 @@ def default_rules(hospital_id: str) -> list[ThresholdRule]:
 
 
 class VitalsStore(Protocol):
+    async def close(self) -> None:
+        """Stop writing (before the alert store closes the connections); waiting writes are
+        refused with SERVICE_UNAVAILABLE."""
+
     async def record(self, write: ReportWrite) -> DeviceChange:
         """Store a report's readings, the patient's latest values and the device's last-seen
         time in one transaction."""

@@ -5,6 +5,7 @@ the once-only silence mark; rules seeded once per hospital; episodes; retention.
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from schemas.devices import ThresholdRule
 from services.vitals_store import (
@@ -182,3 +183,22 @@ async def test_retention_removes_old_readings(backend: Backend) -> None:
         assert await v.prune(T0 + 50) == 1
         assert await v.latest("h1", "p1", None) == []
         assert len(await v.latest("h1", "p2", None)) == 2
+
+
+async def test_concurrent_reports_of_one_device_each_see_the_one_before(backend: Backend) -> None:
+    """Reports arriving together (one group commit on either store) are applied in order."""
+    async with open_store(backend) as store:
+        v = vitals(store)
+        changes = await asyncio.gather(
+            *(
+                v.record(report(patient=f"p{i % 2}", now=T0 + i, heart_rate=70 + i))
+                for i in range(6)
+            )
+        )
+        assert changes[0].previous is None
+        for before, after in itertools.pairwise(changes):
+            assert after.previous == before.device
+        (device,) = await v.devices("h1")
+        assert device.patient_id == "p1"
+        assert device.last_seen_ts == T0 + 5
+    assert backend.query("SELECT COUNT(*) FROM vitals_readings")[0][0] == 6
