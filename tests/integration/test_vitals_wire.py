@@ -1,4 +1,4 @@
-"""Devices, vitals and rules over the wire, in both dialects: a report's breach reaches a
+"""Devices, vitals and rules over the wire, in both dialects and over SSE: a report's breach reaches a
 hospital's alert subscriber; live vitals start with the snapshot and are conflated for a slow
 (`maxRateHz`) subscriber; device status streams; roles and hostile inputs with their errors.
 (Cross-hospital refusals of every new procedure are in test_access_matrix.py.)"""
@@ -12,8 +12,9 @@ import aiohttp
 import orjson
 
 from tests.integration.harness import RpcClient, running_server, token
-from tests.integration.test_alerts_wire import trpc, trpc_reply
+from tests.integration.test_alerts_wire import enc, trpc, trpc_reply
 from tests.polling import until
+from tests.rpc.wire import read_events
 
 REPORT = "vitals.report"
 
@@ -304,3 +305,24 @@ async def test_every_new_procedure_across_hospitals_is_forbidden_over_trpc(tmp_p
             assert reply["error"]["data"]["code"] == "FORBIDDEN", (method, reply)
         for ws in sockets.values():
             await ws.close()
+
+
+async def test_vitals_over_an_sse_subscription(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as running, aiohttp.ClientSession() as http:
+        gateway = await RpcClient.connect(http, running, token("gw-1", "service", ["h1"]))
+        await gateway.call(REPORT, report(hr(70)))
+        conn = enc({"token": token("viewer", "nurse", ["h1"])})
+        wanted = enc({"hospitalId": "h1", "patientId": "p1"})
+        sse = await http.get(
+            f"http://127.0.0.1:{running.port}/api/trpc/vitals.subscribe"
+            f"?connectionParams={conn}&input={wanted}",
+            headers={"Accept": "text/event-stream"},
+        )
+        connected, snapshot = await read_events(sse, 2)
+        assert connected["event"] == "connected"
+        assert [r["value"] for r in orjson.loads(snapshot["data"])["readings"]] == [70]
+        await gateway.call(REPORT, report(hr(71)))
+        (update,) = await read_events(sse, 1)
+        assert [r["value"] for r in orjson.loads(update["data"])["readings"]] == [71]
+        sse.close()
+        await gateway.close()
