@@ -107,6 +107,9 @@ class VitalsService:
         self._states: OrderedDict[StateKey, RuleState] = OrderedDict()
         self._locks: dict[tuple[str, str], list[Any]] = {}  # [lock, users]
         self._watcher: asyncio.Task[None] | None = None
+        # Silence is counted from this node's start at the earliest: devices could not report
+        # while no node was up, and a restart must not raise an alert for every monitor.
+        self._started = clock()
         self._unsubscribe = [
             cluster.on_message(VitalsChanged, self.hub.vitals_changed),
             cluster.on_message(DeviceChanged, self.hub.device_changed),
@@ -294,6 +297,8 @@ class VitalsService:
         their alerts; returns the alerts this node raised or updated."""
         now = self.clock()
         out: list[Alert] = []
+        if now - self._started < self.silence_s:
+            return out
         for device in await self.store.silent_devices(now - self.silence_s):
             marked = await self.store.mark_silent(device, now)
             if marked is None:

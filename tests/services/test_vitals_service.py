@@ -216,3 +216,20 @@ async def test_two_nodes_breaching_at_once_raise_one_alert(
     # And the next breach on either node sees the open alert: a repeat, not a new alert.
     _, later = await second_node.vitals.report(report(reading("heart_rate", 152)), SERVICE)
     assert later == []
+
+
+async def test_silence_is_counted_from_the_start_at_the_earliest(
+    config: DomainConfig, clock: FakeClock
+) -> None:
+    first = await Services.open(config, ConnectionRegistry(), clock=clock, background=False)
+    await first.vitals.report(report(reading("heart_rate", 70)), SERVICE)
+    await first.close()
+    clock.advance(3600)  # no node was up: the monitor could not report
+    restarted = await Services.open(config, ConnectionRegistry(), clock=clock, background=False)
+    try:
+        assert await restarted.vitals.check_silence() == []
+        clock.advance(restarted.vitals.silence_s)
+        (alert,) = await restarted.vitals.check_silence()
+        assert alert.type == "device.offline"
+    finally:
+        await restarted.close()
