@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from routers import admin, apikeys, healthcare, notifications, presence, system, webhooks
+from routers import (
+    admin,
+    apikeys,
+    devices,
+    healthcare,
+    notifications,
+    presence,
+    rules,
+    system,
+    vitals,
+    webhooks,
+)
 from rpc.router import Router
 
 app_router = Router.merge(
@@ -13,4 +24,7 @@ app_router = Router.merge(
     webhooks=webhooks.router,
     presence=presence.router,
     notifications=notifications.router,
+    vitals=vitals.router,
+    devices=devices.router,
+    rules=rules.router,
 )

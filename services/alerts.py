@@ -167,6 +167,31 @@ class AlertService:
 
         return await self._change(data.alert_id, actor, None, apply)
 
+    async def update_if_quiet(
+        self, data: UpdateAlertInput, actor: str, quiet_s: float
+    ) -> Alert | None:
+        """`update`, only if the alert is still open and has not changed for `quiet_s`
+        (decided inside the transaction, on the alert as committed, so that several writers
+        repeating the same news make one update per period); None when nothing changed."""
+
+        async def operation(tx: Transaction) -> AlertRecord | None:
+            record = await tx.get(data.alert_id)
+            now = self.clock()
+            if record is None or record.alert.status == "resolved":
+                return None
+            if now - lifecycle.parse_iso(record.alert.updated_at) < quiet_s:
+                return None
+            change = lifecycle.update(record.alert, data, now)
+            if change is None:
+                return None
+            updated = AlertRecord(
+                change.alert, record.created_ts, record.responded_ts, record.escalation_due
+            )
+            return self._stage(tx, updated, change, actor, now, None)
+
+        record = await self.store.transact(operation)
+        return None if record is None else self._committed(record)
+
     async def resolve(self, alert_id: str, actor: str, resolution: str | None) -> Alert:
         def apply(record: AlertRecord, now: float) -> tuple[AlertRecord, Change]:
             change = lifecycle.resolve(record.alert, actor, now)

@@ -9,6 +9,9 @@
 | `REDIS_URL` | unset (one node) | `redis://host:port/db`: the cluster's shared state |
 | `ALERTWIRE_CLUSTER` | `alertwire` | prefix of every Redis key and channel (`<cluster>:`) |
 | `NODE_ID` | `<hostname>-<pid>` | this node's name in `/health`, logs and Redis |
+| `VITALS_RETENTION_HOURS` | `24` | how long readings are kept (a fraction is fine) |
+| `DEVICE_SILENCE_SECONDS` | `120` | a device assigned to a patient and silent this long |
+|                          |       | raises `device.offline` (at least 1) |
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ class DomainConfig:
     webhook_timeout_s: float = 10.0
     # Presence (CONTRACT 10): a connected user is `away` after this long without a call.
     presence_away_s: float = 300.0
+    vitals_retention_s: float = 24 * 3600.0
+    device_silence_s: float = 120.0
 
     @classmethod
     def from_env(cls, database_url: str, env: Mapping[str, str] | None = None) -> DomainConfig:
@@ -133,6 +138,8 @@ class DomainConfig:
             raise DomainConfigError("WEBHOOK_TIMEOUT_SECONDS must be a number") from None
         if not 0 < webhook_timeout <= 60:
             raise DomainConfigError("WEBHOOK_TIMEOUT_SECONDS must be in (0, 60]")
+        vitals_hours = _number(env, "VITALS_RETENTION_HOURS", 24.0, minimum=0.0, open_min=True)
+        silence_s = _number(env, "DEVICE_SILENCE_SECONDS", 120.0, minimum=1.0)
         return cls(
             presence_away_s=away,
             database_path=":memory:" if postgres else sqlite_path(database_url),
@@ -142,7 +149,27 @@ class DomainConfig:
             synchronous=synchronous,
             webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE", "") == "1",
             webhook_timeout_s=webhook_timeout,
+            vitals_retention_s=vitals_hours * 3600.0,
+            device_silence_s=silence_s,
         )
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: float, minimum: float, open_min: bool = False
+) -> float:
+    """A numeric setting: above `minimum` (or at least it, unless `open_min`)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DomainConfigError(f"{name} must be a number") from None
+    too_small = value <= minimum if open_min else value < minimum
+    if too_small or value != value or value == float("inf"):
+        bound = "greater than" if open_min else "at least"
+        raise DomainConfigError(f"{name} must be a finite number {bound} {minimum:g}")
+    return value
 
 
 @dataclass(frozen=True)

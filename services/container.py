@@ -39,6 +39,8 @@ from services.store import IDEMPOTENCY_TTL_S, AlertStore, StoredEvent
 from services.store_postgres import PostgresAlertStore
 from services.store_sqlite import SqliteAlertStore
 from services.subscriptions import AlertSubscriptionService
+from services.vitals import VitalsService
+from services.vitals_store import make_vitals_store
 from services.webhook_delivery import WebhookDeliverer, log_disabled
 from services.webhooks import WebhookService
 
@@ -122,6 +124,9 @@ class Services:
         self.subscriptions.on(self.deliveries.heard)
         self._pruner: asyncio.Task[None] | None = None
         self._revocation_reload: asyncio.Task[None] | None = None
+        self.vitals = VitalsService(
+            make_vitals_store(store), self.alerts, registry.cluster, config.device_silence_s, clock
+        )
 
     def heard_call(self, principal: Principal) -> None:
         """Every authenticated call (the dispatcher's `on_call`): presence counts it as
@@ -172,6 +177,7 @@ class Services:
             await services.escalation.start()
             await services.presence.start()
             services._pruner = asyncio.create_task(services._prune_forever(), name="retention")
+            services.vitals.start()
         else:
             await services.escalation.load()
         return services
@@ -196,6 +202,7 @@ class Services:
         await self.store.prune_keys(now - IDEMPOTENCY_TTL_S)
         await self.integrations.prune_responses(now - IDEMPOTENCY_TTL_S)
         await self.integrations.prune_attempts(now - self.config.retention_s)
+        await self.vitals.store.prune(now - self.config.vitals_retention_s)
         return marks
 
     async def start_webhooks(self, sender: WebhookSender) -> None:
@@ -228,6 +235,7 @@ class Services:
     async def close(self) -> None:
         await self.presence.stop()
         await self.notifications.close()
+        await self.vitals.stop()
         await self.escalation.stop()
         await self.deliveries.stop()
         await self.api_keys.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from services import vitals_schema
 from services.sqlite_schema import SchemaError
 
 if TYPE_CHECKING:
@@ -327,6 +328,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX staff_directory_by_sub ON staff_directory (sub);
     """,
+    # 7: devices, vitals and threshold rules (CONTRACT 8; services/vitals_schema.py).
+    vitals_schema.POSTGRES,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

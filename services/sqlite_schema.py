@@ -12,6 +12,8 @@ import sqlite3
 
 import aiosqlite
 
+from services import vitals_schema
+
 MIGRATIONS: list[str] = [
     # 1: alerts (current state), the append-only event log, and per-hospital prune marks.
     """
@@ -159,6 +161,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX staff_directory_by_sub ON staff_directory (sub);
     """,
+    # 6: devices, vitals and threshold rules (CONTRACT 8; services/vitals_schema.py).
+    vitals_schema.SQLITE,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

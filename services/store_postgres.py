@@ -198,6 +198,12 @@ class PostgresAlertStore(PostgresReads):
             except TimeoutError:  # a read still holds a connection: do not wait for it
                 pool.terminate()
 
+    @property
+    def pool(self) -> asyncpg.Pool | None:
+        """The connection pool (None until open), shared by stores on the same database such
+        as the vitals store."""
+        return self._pool
+
     async def healthy(self) -> bool:
         try:
             probe = repeatable(self._pool, lambda conn: conn.fetchval("SELECT 1"))

@@ -247,6 +247,10 @@ class SqliteAlertStore(SqliteReads):
         """`fn(connection)` on the reader connection's thread (committed data only)."""
         return await run_on_thread(self._conn(read=True), fn)
 
+    def read_connection(self) -> aiosqlite.Connection:
+        """The connection queries use (SERVICE_UNAVAILABLE when the store is not open)."""
+        return self._conn(read=True)
+
     async def _submit(self, pending: _Pending) -> Any:
         if self._writer is None:
             raise RpcError(ErrorCode.SERVICE_UNAVAILABLE, "Storage is not open")

@@ -19,7 +19,7 @@ PACKAGE = ROOT / "clients" / "typescript"
 TYPECHECK = PACKAGE / "typecheck"
 READMES = [ROOT / "README.md", PACKAGE / "README.md"]
 EXAMPLE = re.compile(r"<!-- compiled as (?P<path>\S+) -->\n```ts\n(?P<code>.*?)```", re.DOTALL)
-EXAMPLES = {"readme-trpc.ts", "readme-react-hook.ts", "readme-presence.ts"}
+EXAMPLES = {"readme-trpc.ts", "readme-react-hook.ts", "readme-presence.ts", "readme-vitals.ts"}
 
 
 def compiled() -> set[Path]:

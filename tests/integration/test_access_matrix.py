@@ -1,5 +1,5 @@
-"""Who may do what, cell by cell: every role against every healthcare procedure, and every
-procedure and subscription attempted across hospitals."""
+"""Who may do what, cell by cell: every role against every healthcare, vitals, devices and
+rules procedure, and every procedure and subscription attempted across hospitals."""
 
 from __future__ import annotations
 
@@ -33,6 +33,23 @@ MATRIX: dict[str, set[str]] = {
     "healthcare.subscribeToMetrics": EVERYONE,
     "healthcare.addNote": CLINICAL,
     "healthcare.getAuditTrail": EVERYONE,
+    "vitals.report": {"service"},
+    "vitals.latest": EVERYONE,
+    "vitals.history": EVERYONE,
+    "vitals.subscribe": EVERYONE,
+    "devices.reportStatus": {"service"},
+    "devices.list": EVERYONE,
+    "devices.subscribeToStatus": EVERYONE,
+    "rules.list": EVERYONE,
+    "rules.upsert": {"charge_nurse", "admin"},
+    "rules.delete": {"charge_nurse", "admin"},
+}
+RULE = {
+    "kind": "heart_rate",
+    "op": ">",
+    "value": 150,
+    "priority": "high",
+    "alertType": "vitals.high_heart_rate",
 }
 
 
@@ -52,6 +69,21 @@ def params_for(method: str, alert_id: str, hospital: str = "h1") -> dict[str, An
         "healthcare.subscribeToMetrics": {"hospitalId": hospital},
         "healthcare.addNote": {**by_alert, "text": "seen"},
         "healthcare.getAuditTrail": by_alert,
+        "vitals.report": {
+            "hospitalId": hospital,
+            "patientId": "p1",
+            "deviceId": "mon-1",
+            "readings": [{"kind": "heart_rate", "value": 72}],
+        },
+        "vitals.latest": {"hospitalId": hospital, "patientId": "p1"},
+        "vitals.history": {"hospitalId": hospital, "patientId": "p1"},
+        "vitals.subscribe": {"hospitalId": hospital},
+        "devices.reportStatus": {"hospitalId": hospital, "deviceId": "mon-1", "status": "online"},
+        "devices.list": {"hospitalId": hospital},
+        "devices.subscribeToStatus": {"hospitalId": hospital},
+        "rules.list": {"hospitalId": hospital},
+        "rules.upsert": {"hospitalId": hospital, **RULE},
+        "rules.delete": {"hospitalId": hospital, "ruleId": "default.fever"},
     }[method]
 
 

@@ -181,3 +181,33 @@ async def test_an_in_memory_database_works() -> None:
         assert await services.store.healthy()
     finally:
         await services.close()
+
+
+def test_vitals_settings_default() -> None:
+    config = DomainConfig.from_env("sqlite:///a.db", {})
+    assert config.vitals_retention_s == 86_400.0
+    assert config.device_silence_s == 120.0
+
+
+def test_vitals_settings() -> None:
+    env = {"VITALS_RETENTION_HOURS": "0.5", "DEVICE_SILENCE_SECONDS": "1"}
+    config = DomainConfig.from_env("sqlite:///a.db", env)
+    assert config.vitals_retention_s == 1800.0
+    assert config.device_silence_s == 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("VITALS_RETENTION_HOURS", "0"),
+        ("VITALS_RETENTION_HOURS", "-1"),
+        ("VITALS_RETENTION_HOURS", "nan"),
+        ("VITALS_RETENTION_HOURS", ""),
+        ("DEVICE_SILENCE_SECONDS", "0.5"),
+        ("DEVICE_SILENCE_SECONDS", "inf"),
+        ("DEVICE_SILENCE_SECONDS", "abc"),
+    ],
+)
+def test_bad_vitals_settings_are_refused(name: str, raw: str) -> None:
+    with pytest.raises(DomainConfigError, match=name):
+        DomainConfig.from_env("sqlite:///a.db", {name: raw})

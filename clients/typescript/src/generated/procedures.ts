@@ -13,6 +13,9 @@ export const procedures = {
   "apiKeys.create": "mutation",
   "apiKeys.list": "query",
   "apiKeys.revoke": "mutation",
+  "devices.list": "query",
+  "devices.reportStatus": "mutation",
+  "devices.subscribeToStatus": "subscription",
   "healthcare.acknowledgeAlert": "mutation",
   "healthcare.addNote": "mutation",
   "healthcare.createAlert": "mutation",
@@ -35,8 +38,15 @@ export const procedures = {
   "presence.subscribe": "subscription",
   "presence.subscribeToAlert": "subscription",
   "presence.viewing": "mutation",
+  "rules.delete": "mutation",
+  "rules.list": "query",
+  "rules.upsert": "mutation",
   "system.ping": "query",
   "system.whoami": "query",
+  "vitals.history": "query",
+  "vitals.latest": "query",
+  "vitals.report": "mutation",
+  "vitals.subscribe": "subscription",
   "webhooks.create": "mutation",
   "webhooks.delete": "mutation",
   "webhooks.deliveries": "query",
@@ -50,11 +60,13 @@ export type ProcedurePath = keyof typeof procedures;
  * `resumable` when the input takes that id back as `lastEventId`.
  */
 export const subscriptions = {
+  "devices.subscribeToStatus": { tracked: false, resumable: false },
   "healthcare.subscribeToAlerts": { tracked: true, resumable: true },
   "healthcare.subscribeToMetrics": { tracked: false, resumable: false },
   "notifications.subscribe": { tracked: true, resumable: true },
   "presence.subscribe": { tracked: false, resumable: false },
   "presence.subscribeToAlert": { tracked: false, resumable: false },
+  "vitals.subscribe": { tracked: false, resumable: false },
 } as const satisfies Record<string, { tracked: boolean; resumable: boolean }>;
 
 /**
@@ -108,6 +120,35 @@ export interface ProcedureTree {
       kind: "mutation";
       input: S.RevokeApiKeyInput;
       output: S.SchemasIntegrationsRevoked;
+      tracked: false;
+    };
+  };
+  devices: {
+    /** The hospital's devices with their last status and when each was last seen. */
+    list: {
+      kind: "query";
+      input: S.ListDevicesInput;
+      output: S.Device[];
+      tracked: false;
+    };
+    /**
+     * Record a device's status. `offline` while assigned to a patient raises the patient's
+     * `device.offline` alert (high, created by the caller).
+     */
+    reportStatus: {
+      kind: "mutation";
+      input: S.ReportDeviceStatusInput;
+      output: S.Device;
+      tracked: false;
+    };
+    /**
+     * Every device of the hospital at once, then each device as it changes (status, patient,
+     * battery, detail); a subscriber that falls behind gets each device's newest state.
+     */
+    subscribeToStatus: {
+      kind: "subscription";
+      input: S.SubscribeDeviceStatusInput;
+      output: S.Device;
       tracked: false;
     };
   };
@@ -299,6 +340,29 @@ export interface ProcedureTree {
       tracked: false;
     };
   };
+  rules: {
+    /** Delete a rule; `deleted` is false when there was none with that id. */
+    delete: {
+      kind: "mutation";
+      input: S.DeleteRuleInput;
+      output: S.DeleteRuleResult;
+      tracked: false;
+    };
+    /** The hospital's rules. */
+    list: {
+      kind: "query";
+      input: S.ListRulesInput;
+      output: S.ThresholdRule[];
+      tracked: false;
+    };
+    /** Create a rule, or replace the one with this `ruleId` (generated when left out). */
+    upsert: {
+      kind: "mutation";
+      input: S.UpsertRuleInput;
+      output: S.ThresholdRule;
+      tracked: false;
+    };
+  };
   system: {
     /** Liveness of the RPC layer; needs no token. */
     ping: {
@@ -312,6 +376,45 @@ export interface ProcedureTree {
       kind: "query";
       input: void;
       output: S.Identity;
+      tracked: false;
+    };
+  };
+  vitals: {
+    /** A patient's readings, newest first (by measuredAt), a page at a time. */
+    history: {
+      kind: "query";
+      input: S.VitalsHistoryInput;
+      output: S.VitalsHistory;
+      tracked: false;
+    };
+    /** The newest reading of each kind of a patient. */
+    latest: {
+      kind: "query";
+      input: S.LatestVitalsInput;
+      output: S.LatestVitals;
+      tracked: false;
+    };
+    /**
+     * Store a device's readings of one patient (1-100, one transaction) and judge them
+     * against the hospital's threshold rules; returns the alerts they raised or updated.
+     */
+    report: {
+      kind: "mutation";
+      input: S.ReportVitalsInput;
+      output: S.ReportVitalsResult;
+      tracked: false;
+    };
+    /**
+     * The latest value of each patient and kind at once, then changes: at most `maxRateHz`
+     * updates a second, each with the newest value of the kinds that changed (conflated: a
+     * subscriber that falls behind never gets a backlog). A subscription to one patient of whom
+     * nothing is known yet starts with an update holding no readings. Not resumable: vitals are
+     * not alert events.
+     */
+    subscribe: {
+      kind: "subscription";
+      input: S.SubscribeVitalsInput;
+      output: S.VitalsUpdate;
       tracked: false;
     };
   };

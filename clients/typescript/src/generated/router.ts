@@ -83,6 +83,32 @@ export type AppRouter = TRPCBuiltRouter<
         meta: Meta;
       }>;
     };
+    devices: {
+      /** The hospital's devices with their last status and when each was last seen. */
+      list: TRPCQueryProcedure<{
+        input: S.ListDevicesInput;
+        output: S.Device[];
+        meta: Meta;
+      }>;
+      /**
+       * Record a device's status. `offline` while assigned to a patient raises the patient's
+       * `device.offline` alert (high, created by the caller).
+       */
+      reportStatus: TRPCMutationProcedure<{
+        input: S.ReportDeviceStatusInput;
+        output: S.Device;
+        meta: Meta;
+      }>;
+      /**
+       * Every device of the hospital at once, then each device as it changes (status, patient,
+       * battery, detail); a subscriber that falls behind gets each device's newest state.
+       */
+      subscribeToStatus: TRPCSubscriptionProcedure<{
+        input: S.SubscribeDeviceStatusInput;
+        output: AsyncIterable<S.Device, void, any>;
+        meta: Meta;
+      }>;
+    };
     healthcare: {
       /** Take an active alert. The same clinician again gets it unchanged; anyone else CONFLICT. */
       acknowledgeAlert: TRPCMutationProcedure<{
@@ -249,6 +275,26 @@ export type AppRouter = TRPCBuiltRouter<
         meta: Meta;
       }>;
     };
+    rules: {
+      /** Delete a rule; `deleted` is false when there was none with that id. */
+      delete: TRPCMutationProcedure<{
+        input: S.DeleteRuleInput;
+        output: S.DeleteRuleResult;
+        meta: Meta;
+      }>;
+      /** The hospital's rules. */
+      list: TRPCQueryProcedure<{
+        input: S.ListRulesInput;
+        output: S.ThresholdRule[];
+        meta: Meta;
+      }>;
+      /** Create a rule, or replace the one with this `ruleId` (generated when left out). */
+      upsert: TRPCMutationProcedure<{
+        input: S.UpsertRuleInput;
+        output: S.ThresholdRule;
+        meta: Meta;
+      }>;
+    };
     system: {
       /** Liveness of the RPC layer; needs no token. */
       ping: TRPCQueryProcedure<{
@@ -260,6 +306,41 @@ export type AppRouter = TRPCBuiltRouter<
       whoami: TRPCQueryProcedure<{
         input: void;
         output: S.Identity;
+        meta: Meta;
+      }>;
+    };
+    vitals: {
+      /** A patient's readings, newest first (by measuredAt), a page at a time. */
+      history: TRPCQueryProcedure<{
+        input: S.VitalsHistoryInput;
+        output: S.VitalsHistory;
+        meta: Meta;
+      }>;
+      /** The newest reading of each kind of a patient. */
+      latest: TRPCQueryProcedure<{
+        input: S.LatestVitalsInput;
+        output: S.LatestVitals;
+        meta: Meta;
+      }>;
+      /**
+       * Store a device's readings of one patient (1-100, one transaction) and judge them
+       * against the hospital's threshold rules; returns the alerts they raised or updated.
+       */
+      report: TRPCMutationProcedure<{
+        input: S.ReportVitalsInput;
+        output: S.ReportVitalsResult;
+        meta: Meta;
+      }>;
+      /**
+       * The latest value of each patient and kind at once, then changes: at most `maxRateHz`
+       * updates a second, each with the newest value of the kinds that changed (conflated: a
+       * subscriber that falls behind never gets a backlog). A subscription to one patient of whom
+       * nothing is known yet starts with an update holding no readings. Not resumable: vitals are
+       * not alert events.
+       */
+      subscribe: TRPCSubscriptionProcedure<{
+        input: S.SubscribeVitalsInput;
+        output: AsyncIterable<S.VitalsUpdate, void, any>;
         meta: Meta;
       }>;
     };

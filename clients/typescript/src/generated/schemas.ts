@@ -322,6 +322,29 @@ export interface CreateWebhookInput {
   description?: string | null;
 }
 
+export interface DeleteRuleInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+  /**
+   * A rule id
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  ruleId: string;
+}
+
+export interface DeleteRuleResult {
+  deleted: boolean;
+}
+
 export interface DeleteWebhookInput {
   /**
    * @minLength 1
@@ -345,6 +368,22 @@ export interface Delivery {
   error: string | null;
   /** When it was made (for `pending`: when it is due). */
   at: string;
+}
+
+/** A device as last reported. `patientId` stays until a report changes it. */
+export interface Device {
+  deviceId: string;
+  hospitalId: string;
+  patientId: string | null;
+  status: "online" | "offline" | "low_battery" | "error" | "maintenance";
+  /**
+   * @minimum 0
+   * @maximum 100
+   */
+  battery: number | null;
+  detail: string | null;
+  lastSeenAt: string;
+  updatedAt: string;
 }
 
 /** Close every connection of this user, on every node (4001). */
@@ -442,6 +481,29 @@ export interface Identity {
   expiresAt: string;
 }
 
+/** The newest reading of each kind of a patient (kinds never reported are absent). */
+export interface LatestVitals {
+  patientId: string;
+  readings: Reading[];
+}
+
+export interface LatestVitalsInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+  /**
+   * @minLength 1
+   * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  patientId: string;
+}
+
 /** A page of a hospital's alerts, newest first. */
 export interface ListAlertsInput {
   /**
@@ -480,6 +542,17 @@ export interface ListApiKeysInput {
   hospitalId: string;
 }
 
+export interface ListDevicesInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+}
+
 /** A page of one's notifications, newest first. */
 export interface ListNotificationsInput {
   /** @default false */
@@ -497,6 +570,17 @@ export interface ListNotificationsInput {
    * @default 50
    */
   limit?: number;
+}
+
+export interface ListRulesInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
 }
 
 export interface ListWebhooksInput {
@@ -656,6 +740,119 @@ export interface PresenceState {
   activity: string | null;
 }
 
+/** A stored reading. `measuredAt` orders "latest" and history. */
+export interface Reading {
+  patientId: string;
+  deviceId: string;
+  kind: "heart_rate" | "spo2" | "systolic_bp" | "diastolic_bp" | "temperature" | "respiratory_rate";
+  value: number;
+  unit: string;
+  measuredAt: string;
+}
+
+/**
+ * One measurement. `unit` may be left out; when given it must be the kind's unit.
+ * `measuredAt` defaults to the time the server receives it.
+ */
+export interface ReadingInput {
+  kind: "heart_rate" | "spo2" | "systolic_bp" | "diastolic_bp" | "temperature" | "respiratory_rate";
+  value: number;
+  /**
+   * @maxLength 16
+   * @default null
+   */
+  unit?: string | null;
+  /**
+   * @minLength 1
+   * @maxLength 40
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  measuredAt?: string | null;
+}
+
+/** A device's status (from the device or its gateway). Left-out fields keep their value. */
+export interface ReportDeviceStatusInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+  /**
+   * A device id: letters, digits and _ . : -
+   *
+   * @minLength 1
+   * @maxLength 128
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  deviceId: string;
+  status: "online" | "offline" | "low_battery" | "error" | "maintenance";
+  /**
+   * @minLength 1
+   * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  patientId?: string | null;
+  /**
+   * @minimum 0
+   * @maximum 100
+   * @default null
+   */
+  battery?: number | null;
+  /**
+   * @minLength 1
+   * @maxLength 200
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  detail?: string | null;
+}
+
+/**
+ * A device's (or gateway's) readings of one patient: 1 to 100, stored in one transaction
+ * and evaluated against the hospital's threshold rules.
+ */
+export interface ReportVitalsInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+  /**
+   * @minLength 1
+   * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  patientId: string;
+  /**
+   * A device id: letters, digits and _ . : -
+   *
+   * @minLength 1
+   * @maxLength 128
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  deviceId: string;
+  /**
+   * @minItems 1
+   * @maxItems 100
+   */
+  readings: ReadingInput[];
+}
+
+/** `accepted`: readings stored; `alerts`: alerts the readings raised or updated. */
+export interface ReportVitalsResult {
+  /** @minimum 0 */
+  accepted: number;
+  alerts: Alert[];
+}
+
 /** Close an alert for good. */
 export interface ResolveAlertInput {
   /**
@@ -754,6 +951,18 @@ export interface StreamReset {
   reason: string;
 }
 
+/** The hospital's devices at once, then each device as it changes (newest state only). */
+export interface SubscribeDeviceStatusInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+}
+
 /** Live; after `lastEventId`, the notifications written since come first. */
 export interface SubscribeNotificationsInput {
   /**
@@ -829,6 +1038,60 @@ export interface SubscribeToMetricsInput {
   intervalMs?: number;
 }
 
+/**
+ * Live vitals of a hospital (or one patient, or some kinds): the latest value of each
+ * patient and kind at once, then changes, at most `maxRateHz` updates a second; a subscriber
+ * that falls behind gets the newest value of each kind, never a backlog.
+ */
+export interface SubscribeVitalsInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+  /**
+   * @minLength 1
+   * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  patientId?: string | null;
+  /**
+   * @minItems 1
+   * @maxItems 6
+   * @default null
+   */
+  kinds?: ("heart_rate" | "spo2" | "systolic_bp" | "diastolic_bp" | "temperature" | "respiratory_rate")[] | null;
+  /**
+   * @exclusiveMinimum 0
+   * @maximum 50
+   * @default 4.0
+   */
+  maxRateHz?: number;
+}
+
+/** A breach is a reading of `kind` for which `reading op value` holds. */
+export interface ThresholdRule {
+  ruleId: string;
+  hospitalId: string;
+  kind: "heart_rate" | "spo2" | "systolic_bp" | "diastolic_bp" | "temperature" | "respiratory_rate";
+  op: "<" | "<=" | ">" | ">=";
+  value: number;
+  /** Hysteresis: after an alert the rule re-arms only once a reading is back past this value (resolving the alert does not re-arm it). */
+  clearValue: number | null;
+  /**
+   * A breach counts once breaching readings have lasted this long.
+   *
+   * @minimum 0
+   */
+  sustainSeconds: number;
+  priority: "low" | "medium" | "high" | "critical";
+  alertType: string;
+}
+
 /** Change an open alert's details; the fields left out stay as they are. */
 export interface UpdateAlertInput {
   /**
@@ -862,6 +1125,45 @@ export interface UpdateAlertInput {
   assignedTo?: string | null;
 }
 
+/** Create or replace a rule; `ruleId` is generated when left out. */
+export interface UpsertRuleInput {
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   * @default null
+   */
+  ruleId?: string | null;
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+  kind: "heart_rate" | "spo2" | "systolic_bp" | "diastolic_bp" | "temperature" | "respiratory_rate";
+  op: "<" | "<=" | ">" | ">=";
+  value: number;
+  /** @default null */
+  clearValue?: number | null;
+  /**
+   * @minimum 0
+   * @maximum 3600
+   * @default 0
+   */
+  sustainSeconds?: number;
+  priority: "low" | "medium" | "high" | "critical";
+  /**
+   * What happened, e.g. "call_button", "fall" or "vitals.high_bp".
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  alertType: string;
+}
+
 /**
  * Say that one is looking at an alert (and whether one is typing about it). It lapses by
  * itself: repeat it at least every VIEWING_TTL_S (30 s) while looking; `typing` lapses after
@@ -878,6 +1180,57 @@ export interface ViewingInput {
   typing?: boolean;
   /** @default true */
   viewing?: boolean;
+}
+
+export interface VitalsHistory {
+  items: Reading[];
+  nextCursor: string | null;
+}
+
+/** A patient's readings, newest first; `since` bounds how far back. */
+export interface VitalsHistoryInput {
+  /**
+   * A hospital id; the caller's token must list it.
+   *
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[A-Za-z0-9_.:-]+$
+   */
+  hospitalId: string;
+  /**
+   * @minLength 1
+   * @maxLength 128
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   */
+  patientId: string;
+  /** @default null */
+  kind?: "heart_rate" | "spo2" | "systolic_bp" | "diastolic_bp" | "temperature" | "respiratory_rate" | null;
+  /**
+   * @minLength 1
+   * @maxLength 40
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  since?: string | null;
+  /**
+   * @minimum 1
+   * @maximum 1000
+   * @default 100
+   */
+  limit?: number;
+  /**
+   * @minLength 1
+   * @maxLength 64
+   * @pattern ^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$
+   * @default null
+   */
+  cursor?: string | null;
+}
+
+/** The kinds of one patient that changed (or, first, the snapshot of what is known). */
+export interface VitalsUpdate {
+  patientId: string;
+  readings: Reading[];
 }
 
 export interface Webhook {
