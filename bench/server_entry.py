@@ -96,6 +96,7 @@ async def serve(args: argparse.Namespace) -> None:
     if stages_path and not args.standin:
         recorder = StageRecorder()
         recorder.install(running)
+    server_main.settle_heap()  # as server.main.run does
     print(server_main.describe(config, running.port), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
