@@ -57,11 +57,11 @@ class StageRecorder:
         on_commit = services.store.on_commit
 
         def committed(events: Sequence[StoredEvent]) -> None:
-            on_commit(events)  # stamps committed_at (Services.observe)
-            for event in events:
+            for event in events:  # before on_commit, which publishes (the hand-off runs in it)
                 scheduled = _scheduled_of_payload(event.payload)
                 if scheduled is not None:
                     self._stage("committed", scheduled)
+            on_commit(events)
 
         services.store.on_commit = committed
 
