@@ -4,23 +4,27 @@ so a full collection's pause depends on what the connections made since, not on 
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from server.main import settle_heap
+from server.main import GIL_SWITCH_INTERVAL_S, settle_heap
 
 
 @pytest.fixture
 def thawed() -> Iterator[None]:
+    interval = sys.getswitchinterval()
     yield
     gc.unfreeze()  # this test process goes on collecting what its other tests free
+    sys.setswitchinterval(interval)
 
 
 def test_everything_alive_is_frozen_and_garbage_made_later_is_still_collected(
     thawed: None,
 ) -> None:
     settle_heap()
+    assert sys.getswitchinterval() == GIL_SWITCH_INTERVAL_S
     assert gc.get_freeze_count() > 0
     assert len(gc.get_objects()) < 1000  # only what was made since (the collector's view)
 
