@@ -217,6 +217,7 @@ CREATE TABLE device_events (
 );
 CREATE INDEX device_events_by_time ON device_events (occurred_ts);
 ALTER TABLE webhooks ADD COLUMN device_cursor INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE webhooks ADD COLUMN retrying_device INTEGER NOT NULL DEFAULT 0;
 """
 
 POSTGRES = """
@@ -233,4 +234,5 @@ CREATE TABLE device_events (
 );
 CREATE INDEX device_events_by_time ON device_events (occurred_ts);
 ALTER TABLE webhooks ADD COLUMN device_cursor bigint NOT NULL DEFAULT 0;
+ALTER TABLE webhooks ADD COLUMN retrying_device boolean NOT NULL DEFAULT false;
 """

@@ -14,7 +14,8 @@ and when the next attempt is due. Deliveries move the cursor and record their at
 transaction (`save_progress`), a few successes at a time (services/webhook_delivery.py).
 An endpoint that asks for `device.*` has a second cursor, over the hospital's device event log
 (services/device_events.py); the retry state (attempt, next attempt, failing since) is the
-endpoint's, whichever log the failing event is from.
+endpoint's, and `retrying_device` says which log the failing event is from (it is retried
+first, so that its attempts are counted on it).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class WebhookRow:
     next_attempt_ts: float = 0.0
     failing_since: float | None = None  # the first failure since the last success
     device_cursor: int = 0  # the hospital's device event position delivered (or skipped) through
+    retrying_device: bool = False  # the failing event (attempt > 0) is a device event
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class Progress:
     failing_since: float | None
     enabled: bool = True
     device_cursor: int | None = None  # None leaves the device event cursor where it is
+    retrying_device: bool = False
 
 
 class IntegrationStore(Protocol):

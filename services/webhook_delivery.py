@@ -249,13 +249,18 @@ class WebhookDeliverer:
     async def _drain(self, hook: WebhookRow) -> int:
         """The alert events due, then (for an endpoint that asked for them) the device
         events: each log in its own order, behind its own cursor. A failure in either stops
-        the endpoint until its next attempt is due, which starts again with the alert log
-        (where nothing new may wait, so the failed device event comes next)."""
-        made, hook, failed = await self._drain_log(hook, _ALERTS)
-        if failed or self.devices is None or not wants_devices(hook.events):
-            return made
-        more, _, _ = await self._drain_log(hook, _DEVICES)
-        return made + more
+        the endpoint until its next attempt is due; that attempt starts with the log of the
+        failed event, so that it is the next one tried and its attempts count on it."""
+        logs = [_ALERTS]
+        if self.devices is not None and wants_devices(hook.events):
+            logs.insert(1 if not (hook.attempt and hook.retrying_device) else 0, _DEVICES)
+        made = 0
+        for log in logs:
+            more, hook, failed = await self._drain_log(hook, log)
+            made += more
+            if failed:
+                break
+        return made
 
     async def _read(self, hook: WebhookRow, log: str) -> Sequence[LoggedEvent]:
         if log == _ALERTS:
@@ -310,6 +315,7 @@ class WebhookDeliverer:
             hook.failing_since,
             hook.enabled,
             hook.device_cursor,
+            hook.retrying_device,
         )
         await self.integrations.save_progress(hook.webhook_id, progress, attempts)
 
@@ -333,7 +339,9 @@ class WebhookDeliverer:
         if result.ok:
             self.delivered += 1
             moved = _moved(hook, log, event.seq)
-            return replace(moved, attempt=0, next_attempt_ts=now, failing_since=None), attempt
+            return replace(
+                moved, attempt=0, next_attempt_ts=now, failing_since=None, retrying_device=False
+            ), attempt
         since = hook.failing_since if hook.failing_since is not None else now
         return replace(
             hook,
@@ -341,6 +349,7 @@ class WebhookDeliverer:
             next_attempt_ts=now + backoff(number),
             failing_since=since,
             enabled=now - since < FAILURE_WINDOW_S,
+            retrying_device=log == _DEVICES,
         ), attempt
 
     async def _tell_if_disabled(self, hook: WebhookRow) -> None:
