@@ -102,7 +102,9 @@ async def test_the_silence_mark_is_logged_once(backend: Backend) -> None:
         v = make_vitals_store(store)
         await v.report_status(status(now=T0))
         [silent] = await v.silent_devices(T0 + 30)
-        marked = await asyncio.gather(v.mark_silent(silent, T0 + 60), v.mark_silent(silent, T0 + 60))
+        marked = await asyncio.gather(
+            v.mark_silent(silent, T0 + 60), v.mark_silent(silent, T0 + 60)
+        )
         assert sum(m is not None for m in marked) == 1
         got = bodies(await v.device_events_after("h1", 1, 100))
         assert [b["device"]["status"] for b in got] == ["offline"]
@@ -121,7 +123,7 @@ async def test_the_event_commits_with_the_device_write_or_not_at_all(backend: Ba
             T0,
             b"{}",
         )
-        with pytest.raises(Exception):  # noqa: B017 - the database's own integrity error
+        with pytest.raises(Exception):
             await v.report_status(status(state="offline", now=T0 + 1))
         [device] = await v.devices("h1")
         assert device.status == "online"  # the device write went with the event

@@ -95,7 +95,7 @@ async def test_device_events_go_only_to_endpoints_that_ask_in_order_and_signed(
         ids = [b["id"] for b in bodies(devices)]
         assert ids == sorted(ids)
         assert {b["type"] for b in bodies(alerts)} <= {"alert.created", "alert.updated"}
-        assert [b["alert"]["title"] for b in bodies(alerts)][0] == "one"
+        assert next(b["alert"]["title"] for b in bodies(alerts)) == "one"
         alert_events = [b for b in bodies(both) if b["type"].startswith("alert.")]
         device_events = [b for b in bodies(both) if b["type"] == "device.status"]
         assert [b["id"] for b in alert_events] == [
