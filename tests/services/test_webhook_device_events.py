@@ -202,3 +202,18 @@ async def test_exactly_one_node_sends_device_events_for_an_endpoint(
     finally:
         for node in nodes:
             await node.stop()
+
+
+async def test_the_silence_watcher_marking_a_device_offline_is_sent(
+    sending: Services, clock: FakeClock
+) -> None:
+    async with receiver() as got:
+        await sending.webhooks.create("h1", got.url, ["device.*"], None)
+        await device_status(sending, "d1", "online")
+        clock.advance(sending.config.device_silence_s + 1)
+        (alert,) = await sending.vitals.check_silence()
+        assert alert.type == "device.offline"
+        assert await sending.deliveries.run_due() == 2
+        assert statuses(got) == [("d1", "online"), ("d1", "offline")]
+        assert await sending.vitals.check_silence() == []  # once
+        assert await sending.deliveries.run_due() == 0
