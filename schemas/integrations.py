@@ -14,9 +14,11 @@ from pydantic import Field
 from schemas.base import HospitalId, InputModel, PlainText, WireModel
 
 Scope = Literal["alerts:write", "vitals:write", "devices:write"]
-# The alert event types an endpoint may ask for, one by one or all at once ("alert.*").
+# The event types an endpoint may ask for, one by one or all at once ("alert.*", "device.*").
 # `alert.noted` carries a clinical note's text: it leaves the hospital only for an endpoint
-# that names it, never through "alert.*".
+# that names it, never through "alert.*". `device.status` is a device's change of status or
+# patient (services/device_events.py); alert events never reach an endpoint through "device.*"
+# nor device events through "alert.*".
 WebhookEventFilter = Literal[
     "alert.*",
     "alert.created",
@@ -25,6 +27,8 @@ WebhookEventFilter = Literal[
     "alert.escalated",
     "alert.updated",
     "alert.noted",
+    "device.*",
+    "device.status",
 ]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
@@ -95,11 +99,12 @@ class Revoked(WireModel):
 
 
 class CreateWebhookInput(InputModel):
-    """An endpoint that receives the hospital's alert events of the types named."""
+    """An endpoint that receives the hospital's alert (and device) events of the types
+    named."""
 
     hospital_id: HospitalId
     url: WebhookUrl
-    events: list[WebhookEventFilter] = Field(min_length=1, max_length=7)
+    events: list[WebhookEventFilter] = Field(min_length=1, max_length=9)
     description: Description | None = None
 
 

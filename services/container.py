@@ -40,6 +40,7 @@ from services.store_postgres import PostgresAlertStore
 from services.store_sqlite import SqliteAlertStore
 from services.subscriptions import AlertSubscriptionService
 from services.vitals import VitalsService
+from services.vitals_live import DeviceChanged
 from services.vitals_store import make_vitals_store
 from services.webhook_delivery import WebhookDeliverer, log_disabled
 from services.webhooks import WebhookService
@@ -115,17 +116,29 @@ class Services:
             self.subscriptions.on(functools.partial(self._heard_in_cluster, store))
         self.integrations = make_integration_store(store)
         self.api_keys = ApiKeyService(self.integrations, registry.cluster, clock)
+        vitals_store = make_vitals_store(store)
         self.webhooks = WebhookService(
-            store, self.integrations, config.webhook_allow_private, clock
+            store, self.integrations, config.webhook_allow_private, clock, vitals_store
         )
         self.deliveries = WebhookDeliverer(
-            store, self.integrations, registry.cluster, clock, self._endpoint_disabled
+            store,
+            self.integrations,
+            registry.cluster,
+            clock,
+            self._endpoint_disabled,
+            devices=vitals_store,
         )
         self.subscriptions.on(self.deliveries.heard)
         self._pruner: asyncio.Task[None] | None = None
+        self.prune_rounds = 0
         self._revocation_reload: asyncio.Task[None] | None = None
         self.vitals = VitalsService(
-            make_vitals_store(store), self.alerts, registry.cluster, config.device_silence_s, clock
+            vitals_store, self.alerts, registry.cluster, config.device_silence_s, clock
+        )
+        # A device change on any node (the vitals broadcast) may be a device event for the
+        # hospital's endpoints.
+        self._unhear_devices = registry.cluster.on_message(
+            DeviceChanged, lambda message: self.deliveries.heard_devices(message.hospital_id)
         )
 
     def heard_call(self, principal: Principal) -> None:
@@ -203,6 +216,7 @@ class Services:
         await self.integrations.prune_responses(now - IDEMPOTENCY_TTL_S)
         await self.integrations.prune_attempts(now - self.config.retention_s)
         await self.vitals.store.prune(now - self.config.vitals_retention_s)
+        await self.vitals.store.prune_device_events(now - self.config.retention_s)
         return marks
 
     async def start_webhooks(self, sender: WebhookSender) -> None:
@@ -225,6 +239,8 @@ class Services:
                     log.info("retention pruned the event log of %d hospital(s)", len(marks))
             except Exception:
                 log.exception("retention pruning failed; will retry")
+            # Rounds finished (tests that count the writer's queue wait for the first one).
+            self.prune_rounds += 1
             await asyncio.sleep(self.config.prune_interval_s)
 
     async def health(self) -> dict[str, object]:
@@ -233,6 +249,7 @@ class Services:
         return {"storage": storage, **self.bus.health()}
 
     async def close(self) -> None:
+        self._unhear_devices()
         await self.presence.stop()
         await self.notifications.close()
         await self.vitals.stop()

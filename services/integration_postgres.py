@@ -168,8 +168,8 @@ class PostgresIntegrationStore:
 
     async def add_webhook(self, row: WebhookRow) -> None:
         await self._execute(
-            INSERT_WEBHOOK + ""
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+            INSERT_WEBHOOK + " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " ON CONFLICT DO NOTHING",
             row.webhook_id,
             row.hospital_id,
             row.url,
@@ -182,6 +182,8 @@ class PostgresIntegrationStore:
             row.attempt,
             row.next_attempt_ts,
             row.failing_since,
+            row.device_cursor,
+            row.retrying_device,
         )
 
     async def webhooks(self, hospital_id: str) -> list[WebhookRow]:
@@ -217,12 +219,16 @@ class PostgresIntegrationStore:
             async with conn.transaction():
                 await conn.execute(
                     "UPDATE webhooks SET cursor = $1, attempt = $2, next_attempt_ts = $3,"
-                    " failing_since = $4, enabled = $5 WHERE webhook_id = $6",
+                    " failing_since = $4, enabled = $5,"
+                    " device_cursor = COALESCE($6, device_cursor), retrying_device = $7"
+                    " WHERE webhook_id = $8",
                     progress.cursor,
                     progress.attempt,
                     progress.next_attempt_ts,
                     progress.failing_since,
                     progress.enabled,
+                    progress.device_cursor,
+                    progress.retrying_device,
                     webhook_id,
                 )
                 if attempts:

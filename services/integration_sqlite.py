@@ -33,7 +33,7 @@ API_KEY_COLUMNS = (
 )
 WEBHOOK_COLUMNS = (
     "webhook_id, hospital_id, url, events, description, secret, created_ts, enabled, cursor,"
-    " attempt, next_attempt_ts, failing_since"
+    " attempt, next_attempt_ts, failing_since, device_cursor, retrying_device"
 )
 ATTEMPT_COLUMNS = "webhook_id, event_id, attempt, status, http_status, error, at"
 # Built once from the column lists above (no input in them), shared by both stores.
@@ -65,6 +65,8 @@ def webhook_row(row: Any) -> WebhookRow:
         int(row[9]),
         float(row[10]),
         row[11],
+        int(row[12]),
+        bool(row[13]),
     )
 
 
@@ -193,7 +195,7 @@ class SqliteIntegrationStore:
 
     async def add_webhook(self, row: WebhookRow) -> None:
         await self._change(
-            INSERT_WEBHOOK + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            INSERT_WEBHOOK + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row.webhook_id,
             row.hospital_id,
             row.url,
@@ -206,6 +208,8 @@ class SqliteIntegrationStore:
             row.attempt,
             row.next_attempt_ts,
             row.failing_since,
+            row.device_cursor,
+            int(row.retrying_device),
         )
 
     async def webhooks(self, hospital_id: str) -> list[WebhookRow]:
@@ -239,13 +243,16 @@ class SqliteIntegrationStore:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE webhooks SET cursor = ?, attempt = ?, next_attempt_ts = ?,"
-                " failing_since = ?, enabled = ? WHERE webhook_id = ?",
+                " failing_since = ?, enabled = ?, device_cursor = COALESCE(?, device_cursor),"
+                " retrying_device = ? WHERE webhook_id = ?",
                 (
                     progress.cursor,
                     progress.attempt,
                     progress.next_attempt_ts,
                     progress.failing_since,
                     int(progress.enabled),
+                    progress.device_cursor,
+                    int(progress.retrying_device),
                     webhook_id,
                 ),
             )

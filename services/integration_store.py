@@ -12,6 +12,10 @@ Outbound delivery is a cursor per endpoint over the durable event log: the endpo
 the hospital event position it has delivered through, the attempts made on the next event
 and when the next attempt is due. Deliveries move the cursor and record their attempts in one
 transaction (`save_progress`), a few successes at a time (services/webhook_delivery.py).
+An endpoint that asks for `device.*` has a second cursor, over the hospital's device event log
+(services/device_events.py); the retry state (attempt, next attempt, failing since) is the
+endpoint's, and `retrying_device` says which log the failing event is from (it is retried
+first, so that its attempts are counted on it).
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ class WebhookRow:
     attempt: int = 0  # failed attempts on the event after `cursor`
     next_attempt_ts: float = 0.0
     failing_since: float | None = None  # the first failure since the last success
+    device_cursor: int = 0  # the hospital's device event position delivered (or skipped) through
+    retrying_device: bool = False  # the failing event (attempt > 0) is a device event
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,8 @@ class Progress:
     next_attempt_ts: float
     failing_since: float | None
     enabled: bool = True
+    device_cursor: int | None = None  # None leaves the device event cursor where it is
+    retrying_device: bool = False
 
 
 class IntegrationStore(Protocol):

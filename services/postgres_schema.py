@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from services import vitals_schema
+from services import device_events, vitals_schema
 from services.sqlite_schema import SchemaError
 
 if TYPE_CHECKING:
@@ -330,6 +330,9 @@ MIGRATIONS: list[str] = [
     """,
     # 7: devices, vitals and threshold rules (CONTRACT 8; services/vitals_schema.py).
     vitals_schema.POSTGRES,
+    # 8: the device event log and each webhook endpoint's cursor over it (outbound
+    # device.* webhooks; services/device_events.py).
+    device_events.POSTGRES,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,7 +12,7 @@ import sqlite3
 
 import aiosqlite
 
-from services import vitals_schema
+from services import device_events, vitals_schema
 
 MIGRATIONS: list[str] = [
     # 1: alerts (current state), the append-only event log, and per-hospital prune marks.
@@ -163,6 +163,9 @@ MIGRATIONS: list[str] = [
     """,
     # 6: devices, vitals and threshold rules (CONTRACT 8; services/vitals_schema.py).
     vitals_schema.SQLITE,
+    # 7: the device event log and each webhook endpoint's cursor over it (outbound
+    # device.* webhooks; services/device_events.py).
+    device_events.SQLITE,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas.devices import ThresholdRule
+from services import device_events
+from services.device_events import StoredDeviceEvent
 from services.postgres_pool import repeatable
 from services.store_postgres import PostgresAlertStore
 from services.vitals_store import (
@@ -31,6 +33,7 @@ from services.vitals_store import (
     StoredReading,
     default_rules,
     reported,
+    silenced,
     touched,
 )
 from services.write_queue import shut_out, write_in_batches
@@ -131,6 +134,9 @@ async def _write_reports(conn: Connection, writes: list[ReportWrite]) -> list[De
         current[key] = touched(previous, w)
         changes.append(DeviceChange(current[key], previous))
     await conn.executemany(UPSERT_DEVICE, [_device_args(current[k]) for k in keys])
+    changed = [c.device for c in changes if device_events.is_change(c.previous, c.device)]
+    if changed:
+        await device_events.append_postgres(conn, changed)
     return changes
 
 
@@ -242,6 +248,8 @@ class PostgresVitalsStore:
             previous = None if row is None else _device(row)
             device = reported(previous, write)
             await conn.execute(UPSERT_DEVICE, *_device_args(device))
+            if device_events.is_change(previous, device):
+                await device_events.append_postgres(conn, [device])
             return DeviceChange(device, previous)
 
         return await self._transaction(run)
@@ -272,19 +280,16 @@ class PostgresVitalsStore:
             device.last_seen_ts,
             device.updated_ts,
         )
-        result = await self._call(lambda conn: conn.execute(sql, *args))
-        if result != "UPDATE 1":
-            return None
-        return DeviceRecord(
-            device.hospital_id,
-            device.device_id,
-            device.patient_id,
-            "offline",
-            device.battery,
-            device.detail,
-            device.last_seen_ts,
-            now,
-        )
+        marked = silenced(device, now)
+
+        async def run(conn: Connection) -> bool:
+            # The event in the UPDATE's transaction, only when the UPDATE matched.
+            if await conn.execute(sql, *args) != "UPDATE 1":
+                return False
+            await device_events.append_postgres(conn, [marked])
+            return True
+
+        return marked if await self._transaction(run) else None
 
     async def rules(self, hospital_id: str) -> list[ThresholdRule]:
         async def run(conn: Connection) -> list[ThresholdRule]:
@@ -363,3 +368,18 @@ class PostgresVitalsStore:
             return int(str(result).rsplit(" ", 1)[-1])
 
         return await self._transaction(run)
+
+    # --- the device event log (services/device_events.py) ---------------------------------
+
+    async def device_events_after(
+        self, hospital_id: str, after_seq: int, limit: int
+    ) -> list[StoredDeviceEvent]:
+        return await self._call(
+            lambda conn: device_events.events_after_postgres(conn, hospital_id, after_seq, limit)
+        )
+
+    async def newest_device_event(self, hospital_id: str) -> int:
+        return await self._call(lambda conn: device_events.newest_postgres(conn, hospital_id))
+
+    async def prune_device_events(self, before_ts: float) -> int:
+        return await self._transaction(lambda conn: device_events.prune_postgres(conn, before_ts))

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from schemas.devices import ThresholdRule
+from services import device_events
+from services.device_events import StoredDeviceEvent
 from services.sqlite_batch import run_on_thread
 from services.store_sqlite import SqliteAlertStore
 from services.vitals_store import (
@@ -26,6 +28,7 @@ from services.vitals_store import (
     StoredReading,
     default_rules,
     reported,
+    silenced,
     touched,
 )
 
@@ -91,6 +94,8 @@ def _record(conn: sqlite3.Connection, write: ReportWrite) -> DeviceChange:
     previous = None if row is None else _device(row)
     device = touched(previous, write)
     conn.execute(UPSERT_DEVICE, _device_row(device))
+    if device_events.is_change(previous, device):
+        device_events.append_sqlite(conn, [device])
     return DeviceChange(device, previous)
 
 
@@ -99,10 +104,13 @@ def _report_status(conn: sqlite3.Connection, write: StatusWrite) -> DeviceChange
     previous = None if row is None else _device(row)
     device = reported(previous, write)
     conn.execute(UPSERT_DEVICE, _device_row(device))
+    if device_events.is_change(previous, device):
+        device_events.append_sqlite(conn, [device])
     return DeviceChange(device, previous)
 
 
 def _mark_silent(conn: sqlite3.Connection, device: DeviceRecord, now: float) -> bool:
+    """The conditional UPDATE, and the device event when it matched."""
     cur = conn.execute(
         "UPDATE devices SET status = 'offline', updated_ts = ? WHERE hospital_id = ? "
         "AND device_id = ? AND status = ? AND last_seen_ts = ? AND updated_ts = ?",
@@ -115,7 +123,10 @@ def _mark_silent(conn: sqlite3.Connection, device: DeviceRecord, now: float) -> 
             device.updated_ts,
         ),
     )
-    return cur.rowcount == 1
+    if cur.rowcount != 1:
+        return False
+    device_events.append_sqlite(conn, [silenced(device, now)])
+    return True
 
 
 def _reading(row: Any) -> StoredReading:
@@ -248,18 +259,7 @@ class SqliteVitalsStore:
 
     async def mark_silent(self, device: DeviceRecord, now: float) -> DeviceRecord | None:
         won = await self._write(functools.partial(_mark_silent, device=device, now=now))
-        if not won:
-            return None
-        return DeviceRecord(
-            device.hospital_id,
-            device.device_id,
-            device.patient_id,
-            "offline",
-            device.battery,
-            device.detail,
-            device.last_seen_ts,
-            now,
-        )
+        return silenced(device, now) if won else None
 
     async def rules(self, hospital_id: str) -> list[ThresholdRule]:
         found = await self._read(functools.partial(_rules, hospital_id=hospital_id))
@@ -327,3 +327,25 @@ class SqliteVitalsStore:
             return int(removed)
 
         return await self._write(write)
+
+    # --- the device event log (services/device_events.py) ---------------------------------
+
+    async def device_events_after(
+        self, hospital_id: str, after_seq: int, limit: int
+    ) -> list[StoredDeviceEvent]:
+        return await self._read(
+            functools.partial(
+                device_events.events_after_sqlite,
+                hospital_id=hospital_id,
+                after_seq=after_seq,
+                limit=limit,
+            )
+        )
+
+    async def newest_device_event(self, hospital_id: str) -> int:
+        return await self._read(
+            functools.partial(device_events.newest_sqlite, hospital_id=hospital_id)
+        )
+
+    async def prune_device_events(self, before_ts: float) -> int:
+        return await self._write(functools.partial(device_events.prune_sqlite, before_ts=before_ts))

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from schemas.alerts import Priority
 from schemas.devices import Device, DeviceStatus, RuleOp, ThresholdRule
 from schemas.vitals import KINDS, Reading, VitalKind
 from services.lifecycle import iso
+
+if TYPE_CHECKING:
+    from services.device_events import StoredDeviceEvent
 
 # History cursor: (measured_ts, row number) of the last item of the page before.
 Cursor = tuple[float, int]
@@ -150,6 +153,20 @@ def reported(previous: DeviceRecord | None, write: StatusWrite) -> DeviceRecord:
     )
 
 
+def silenced(device: DeviceRecord, now: float) -> DeviceRecord:
+    """`device` as the silence watcher leaves it."""
+    return DeviceRecord(
+        device.hospital_id,
+        device.device_id,
+        device.patient_id,
+        "offline",
+        device.battery,
+        device.detail,
+        device.last_seen_ts,
+        now,
+    )
+
+
 def default_rules(hospital_id: str) -> list[ThresholdRule]:
     """What every hospital starts with (CONTRACT 8); each may be changed or deleted."""
 
@@ -235,6 +252,20 @@ class VitalsStore(Protocol):
 
     async def prune(self, before_ts: float) -> int:
         """Remove readings measured before `before_ts`; returns how many."""
+
+    # The device event log (services/device_events.py): appended to by `record`,
+    # `report_status` and `mark_silent` in their own transactions, read by webhook delivery.
+    async def device_events_after(
+        self, hospital_id: str, after_seq: int, limit: int
+    ) -> list[StoredDeviceEvent]:
+        """The hospital's device events after position `after_seq`, oldest first."""
+
+    async def newest_device_event(self, hospital_id: str) -> int:
+        """The hospital's newest device event position (0: none yet)."""
+
+    async def prune_device_events(self, before_ts: float) -> int:
+        """Remove device events older than `before_ts`, keeping each hospital's newest
+        RETAINED_EVENTS; returns how many went."""
 
 
 def make_vitals_store(store: object) -> VitalsStore:

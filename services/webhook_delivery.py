@@ -15,6 +15,12 @@ state (`set_if_absent`, then `refresh`), so order per endpoint holds and a recei
 sent each event by every node. A node that stops gives its leases back; one that dies loses
 them LEASE_S later; either way another node takes the endpoint on from the durable cursor.
 
+Device events (`device.*`, services/device_events.py) come from a second durable log, the
+hospital's device event log, behind a second cursor of the endpoint: in order among
+themselves, with the same signature, retries, records and lease; the alert events' order and
+delivery are untouched by them. The two logs are not ordered with each other (a device event
+and an alert raised by it may arrive either way round): each event says when it occurred.
+
 Time: back-off and the failure window are read from the injected clock, so tests move it by
 hand and call `run_due`; the background loop calls `run_due` when events commit (any node's,
 through the subscriptions) and every TICK_S.
@@ -26,14 +32,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
+from typing import Protocol
 
 import orjson
 
 from rpc import signatures
 from rpc.cluster import ClusterState, ClusterUnavailable
 from rpc.outbound_webhooks import SendResult, WebhookSender
+from services import device_events
+from services.device_events import DeviceEventLog
 from services.integration_store import DeliveryAttempt, IntegrationStore, Progress, WebhookRow
 from services.store import AlertStore, StoredEvent
 
@@ -61,6 +70,27 @@ def backoff(attempts: int) -> float:
 # Sent only to an endpoint that names them: a wildcard does not reach them (a note's text is
 # clinical; schemas/integrations.py).
 NAMED_ONLY = frozenset({"alert.noted"})
+
+
+_ALERTS = "alerts"
+_DEVICES = "devices"
+
+
+class LoggedEvent(Protocol):
+    """An event of either log (services/store.py StoredEvent, services/device_events.py)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def payload(self) -> bytes: ...
+
+
+def wants_devices(filters: Iterable[str]) -> bool:
+    return matches(filters, device_events.EVENT_TYPE)
 
 
 def matches(filters: Iterable[str], event_type: str) -> bool:
@@ -91,8 +121,10 @@ class WebhookDeliverer:
         cluster: ClusterState | None,
         clock: Callable[[], float] = time.time,
         on_endpoint_disabled: DisabledHook = log_disabled,
+        devices: DeviceEventLog | None = None,
     ) -> None:
         self.store = store
+        self.devices = devices
         self.integrations = integrations
         self.cluster = cluster
         self.clock = clock
@@ -109,6 +141,11 @@ class WebhookDeliverer:
     def heard(self, event: StoredEvent) -> None:
         """Every committed event, from any node: its hospital's endpoints have something."""
         self._dirty.add(event.hospital_id)
+        self._wake.set()
+
+    def heard_devices(self, hospital_id: str) -> None:
+        """A device changed (any node): the hospital's device event log may have grown."""
+        self._dirty.add(hospital_id)
         self._wake.set()
 
     async def start(self, sender: WebhookSender) -> None:
@@ -210,50 +247,79 @@ class WebhookDeliverer:
         return held
 
     async def _drain(self, hook: WebhookRow) -> int:
-        """Deliver the endpoint's events in order until they run out or one fails. Successes
-        are saved a few at a time (SAVE_EVERY, SAVE_S): a crash before the save sends those
-        events again, which at-least-once allows, and the endpoint is not held to one commit
-        per event. A failure is saved at once, with the successes before it."""
+        """The alert events due, then (for an endpoint that asked for them) the device
+        events: each log in its own order, behind its own cursor. A failure in either stops
+        the endpoint until its next attempt is due; that attempt starts with the log of the
+        failed event, so that it is the next one tried and its attempts count on it."""
+        logs = [_ALERTS]
+        if self.devices is not None and wants_devices(hook.events):
+            logs.insert(1 if not (hook.attempt and hook.retrying_device) else 0, _DEVICES)
+        made = 0
+        for log in logs:
+            more, hook, failed = await self._drain_log(hook, log)
+            made += more
+            if failed:
+                break
+        return made
+
+    async def _read(self, hook: WebhookRow, log: str) -> Sequence[LoggedEvent]:
+        if log == _ALERTS:
+            return await self.store.events_after(hook.hospital_id, hook.cursor, PAGE)
+        assert self.devices is not None
+        return await self.devices.device_events_after(hook.hospital_id, hook.device_cursor, PAGE)
+
+    async def _drain_log(self, hook: WebhookRow, log: str) -> tuple[int, WebhookRow, bool]:
+        """Deliver one log's events in order until they run out or one fails; returns the
+        attempts made, the endpoint as saved and whether one failed (or the lease was lost).
+        Successes are saved a few at a time (SAVE_EVERY, SAVE_S): a crash before the save
+        sends those events again, which at-least-once allows, and the endpoint is not held
+        to one commit per event. A failure is saved at once, with the successes before it."""
         assert self.sender is not None
         made = 0
         unsaved: list[DeliveryAttempt] = []
         moved = False  # the cursor moved past events it did not ask for, not yet saved
         saved_at = lease_checked = time.monotonic()
         while True:
-            events = await self.store.events_after(hook.hospital_id, hook.cursor, PAGE)
+            events = await self._read(hook, log)
             for event in events:
                 if not matches(hook.events, _event_type(event.payload)):
-                    hook, moved = replace(hook, cursor=event.seq), True
+                    hook, moved = _moved(hook, log, event.seq), True
                     continue
                 if time.monotonic() - lease_checked > LEASE_S / 3:
                     if not await self._lease(hook.webhook_id):
                         await self._save(hook, unsaved, moved)
-                        return made
+                        return made, hook, True
                     lease_checked = time.monotonic()
                 result = await self.sender.post(hook.url, event.payload, self._headers(hook, event))
                 made += 1
-                hook, attempt = self._attempted(hook, event, result)
+                hook, attempt = self._attempted(hook, log, event, result)
                 unsaved.append(attempt)
                 if not result.ok:
                     await self._save(hook, unsaved, True)
                     await self._tell_if_disabled(hook)
-                    return made
+                    return made, hook, True
                 if len(unsaved) >= SAVE_EVERY or time.monotonic() - saved_at >= SAVE_S:
                     await self._save(hook, unsaved, True)
                     unsaved, moved, saved_at = [], False, time.monotonic()
             if len(events) < PAGE:
                 await self._save(hook, unsaved, moved)
-                return made
+                return made, hook, False
 
     async def _save(self, hook: WebhookRow, attempts: list[DeliveryAttempt], moved: bool) -> None:
         if not attempts and not moved:
             return
         progress = Progress(
-            hook.cursor, hook.attempt, hook.next_attempt_ts, hook.failing_since, hook.enabled
+            hook.cursor,
+            hook.attempt,
+            hook.next_attempt_ts,
+            hook.failing_since,
+            hook.enabled,
+            hook.device_cursor,
+            hook.retrying_device,
         )
         await self.integrations.save_progress(hook.webhook_id, progress, attempts)
 
-    def _headers(self, hook: WebhookRow, event: StoredEvent) -> dict[str, str]:
+    def _headers(self, hook: WebhookRow, event: LoggedEvent) -> dict[str, str]:
         return {
             "Content-Type": "application/json",
             "X-Alertwire-Event-Id": event.id,
@@ -261,7 +327,7 @@ class WebhookDeliverer:
         }
 
     def _attempted(
-        self, hook: WebhookRow, event: StoredEvent, result: SendResult
+        self, hook: WebhookRow, log: str, event: LoggedEvent, result: SendResult
     ) -> tuple[WebhookRow, DeliveryAttempt]:
         """The endpoint after an attempt (not saved yet), and the attempt's record."""
         now = self.clock()
@@ -272,8 +338,9 @@ class WebhookDeliverer:
         )
         if result.ok:
             self.delivered += 1
+            moved = _moved(hook, log, event.seq)
             return replace(
-                hook, cursor=event.seq, attempt=0, next_attempt_ts=now, failing_since=None
+                moved, attempt=0, next_attempt_ts=now, failing_since=None, retrying_device=False
             ), attempt
         since = hook.failing_since if hook.failing_since is not None else now
         return replace(
@@ -282,6 +349,7 @@ class WebhookDeliverer:
             next_attempt_ts=now + backoff(number),
             failing_since=since,
             enabled=now - since < FAILURE_WINDOW_S,
+            retrying_device=log == _DEVICES,
         ), attempt
 
     async def _tell_if_disabled(self, hook: WebhookRow) -> None:
@@ -296,3 +364,10 @@ class WebhookDeliverer:
 def _event_type(payload: bytes) -> str:
     value = orjson.loads(payload).get("type")
     return value if isinstance(value, str) else ""
+
+
+def _moved(hook: WebhookRow, log: str, seq: int) -> WebhookRow:
+    """The endpoint with the cursor of `log` past position `seq`."""
+    if log == _ALERTS:
+        return replace(hook, cursor=seq)
+    return replace(hook, device_cursor=seq)

@@ -3,8 +3,8 @@ with the event types they want, their URL judged safe first (rpc/ssrf.py), their
 secret shown once; their delivery attempts listed for `webhooks.deliveries`. Delivery itself
 is services/webhook_delivery.py.
 
-A new endpoint starts at the hospital's newest event: it receives what commits after it was
-created, not the history.
+A new endpoint starts at the hospital's newest event (and newest device event): it receives
+what commits after it was created, not the history.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from rpc.errors import invalid_params
 from rpc.ssrf import UnsafeUrl, check_url
 from services.apikeys import new_id, not_found
+from services.device_events import DeviceEventLog
 from services.integration_store import DeliveryAttempt, IntegrationStore, WebhookRow
 from services.store import AlertStore
 
@@ -32,8 +33,10 @@ class WebhookService:
         integrations: IntegrationStore,
         allow_private: bool,
         clock: Callable[[], float] = time.time,
+        devices: DeviceEventLog | None = None,
     ) -> None:
         self.store = store
+        self.devices = devices
         self.integrations = integrations
         self.allow_private = allow_private
         self.clock = clock
@@ -57,6 +60,9 @@ class WebhookService:
             created_ts=now,
             cursor=newest,
             next_attempt_ts=now,
+            device_cursor=(
+                0 if self.devices is None else await self.devices.newest_device_event(hospital_id)
+            ),
         )
         await self.integrations.add_webhook(row)
         log.info("webhook %s registered for hospital %s", row.webhook_id, hospital_id)

@@ -230,11 +230,13 @@ async def test_pipelined_alerts_on_one_connection_share_a_commit_and_answer_in_o
         nurse = await RpcClient.connect(http, running, token("nurse-1", "nurse", ["h1"]))
         sid = await nurse.subscribe("healthcare.subscribeToAlerts", {"hospitalId": "h1"})
         store = running.services.store
-        # The staff directory records the nurse through the same writer: let that land first,
-        # so that only the 20 calls queue behind the blocker.
+        # The staff directory records the nurse through the same writer, and the retention task
+        # prunes once at start-up, a write at a time: let those land first, so that only the
+        # 20 calls queue behind the blocker.
         await eventually(
             lambda: running.services.notifications.pending == 0, "the directory written"
         )
+        await eventually(lambda: running.services.prune_rounds >= 1, "the first pruning round")
         # Hold the writer in a transaction of its own, so that the pipelined calls queue up.
         gate, holding = asyncio.Event(), asyncio.Event()
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from rpc import signatures
-from tests.integration.harness import running_server, token
+from tests.integration.harness import RpcClient, running_server, token
 from tests.integration.test_webhooks_inbound import ADMIN, Api, alert_body
 from tests.polling import until
 from tests.services.webhook_receiver import Receiver, receiver
@@ -134,3 +134,61 @@ async def test_without_allow_private_a_local_url_is_refused(tmp_path: Path) -> N
         )
         assert status == 400
         assert set(body["error"]["data"]["fieldErrors"]) == {"url"}
+
+
+async def test_a_device_status_reported_over_websocket_reaches_a_device_endpoint(
+    api: Api, hook_receiver: Receiver
+) -> None:
+    status, created = await api.trpc(
+        "webhooks.create",
+        {"hospitalId": "h1", "url": hook_receiver.url, "events": ["device.*"]},
+    )
+    assert status == 200, created
+    hook = created["result"]["data"]
+    assert hook["events"] == ["device.*"]
+    async with receiver() as alerts_only, aiohttp.ClientSession() as http:
+        reply = await api.jsonrpc(
+            "webhooks.create",
+            {"hospitalId": "h1", "url": alerts_only.url, "events": ["alert.*"]},
+        )
+        assert "result" in reply, reply
+        gateway = await RpcClient.connect(http, api.running, token("gw-1", "service", ["h1"]))
+        for state in ("online", "offline"):
+            await gateway.call(
+                "devices.reportStatus",
+                {"hospitalId": "h1", "deviceId": "mon-1", "status": state, "patientId": "p1"},
+            )
+        await gateway.close()
+        await until(lambda: len(hook_receiver.requests) == 2, "the device events")
+        await until(lambda: len(alerts_only.requests) >= 1, "the device.offline alert")
+        events = [orjson.loads(r.body) for r in hook_receiver.requests]
+        assert [(e["type"], e["device"]["deviceId"], e["device"]["status"]) for e in events] == [
+            ("device.status", "mon-1", "online"),
+            ("device.status", "mon-1", "offline"),
+        ]
+        for request, event in zip(hook_receiver.requests, events, strict=True):
+            assert request.headers["X-Alertwire-Event-Id"] == event["id"]
+            assert event["id"].startswith("dev-")
+            stamp = int(request.headers[signatures.HEADER].split(",")[0][2:])
+            header = request.headers[signatures.HEADER]
+            assert signatures.verify(hook["secret"], header, request.body, stamp) is None
+        sent = [orjson.loads(r.body) for r in alerts_only.requests]
+        assert {e["type"] for e in sent} == {"alert.created"}
+        assert sent[0]["alert"]["type"] == "device.offline"
+
+    async def recorded() -> bool:
+        _, answer = await api.trpc("webhooks.deliveries", {"webhookId": hook["webhookId"]})
+        return len(answer["result"]["data"]) == 2
+
+    await until(recorded, "the attempts to be recorded")
+    reply = await api.jsonrpc("webhooks.deliveries", {"webhookId": hook["webhookId"]})
+    assert [d["eventId"] for d in reversed(reply["result"])] == [e["id"] for e in events]
+
+
+async def test_an_unknown_event_filter_is_a_field_error(api: Api) -> None:
+    reply = await api.jsonrpc(
+        "webhooks.create",
+        {"hospitalId": "h1", "url": "https://x.example/", "events": ["device.battery"]},
+    )
+    assert reply["error"]["code"] == -32602
+    assert any(key.startswith("events") for key in reply["error"]["data"]["fieldErrors"])

@@ -290,7 +290,10 @@ export interface CreateApiKeyInput {
   signed?: boolean;
 }
 
-/** An endpoint that receives the hospital's alert events of the types named. */
+/**
+ * An endpoint that receives the hospital's alert (and device) events of the types
+ * named.
+ */
 export interface CreateWebhookInput {
   /**
    * A hospital id; the caller's token must list it.
@@ -310,9 +313,9 @@ export interface CreateWebhookInput {
   url: string;
   /**
    * @minItems 1
-   * @maxItems 7
+   * @maxItems 9
    */
-  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted")[];
+  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted" | "device.*" | "device.status")[];
   /**
    * @minLength 1
    * @maxLength 500
@@ -1237,7 +1240,7 @@ export interface Webhook {
   webhookId: string;
   hospitalId: string;
   url: string;
-  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted")[];
+  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted" | "device.*" | "device.status")[];
   description: string | null;
   /** False once deliveries kept failing for 24 h. */
   enabled: boolean;
@@ -1249,7 +1252,7 @@ export interface WebhookCreated {
   webhookId: string;
   hospitalId: string;
   url: string;
-  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted")[];
+  events: ("alert.*" | "alert.created" | "alert.acknowledged" | "alert.resolved" | "alert.escalated" | "alert.updated" | "alert.noted" | "device.*" | "device.status")[];
   description: string | null;
   /** False once deliveries kept failing for 24 h. */
   enabled: boolean;
