@@ -163,6 +163,16 @@ MIGRATIONS: list[str] = [
     """,
     # 6: devices, vitals and threshold rules (CONTRACT 8; services/vitals_schema.py).
     vitals_schema.SQLITE,
+    # 7: notifications from the event log: the sweep's cursor (services/notification_cursor.py),
+    # one for the whole file since SQLite numbers events in one sequence; it starts at the
+    # log's end, so an upgraded database does not notify anyone of its past.
+    """
+    CREATE TABLE notification_cursors (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
+    INSERT INTO notification_cursors (name, seq) SELECT '*', COALESCE(MAX(seq), 0) FROM events;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
