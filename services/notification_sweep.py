@@ -140,7 +140,7 @@ class NotificationSweep:
             previous = await self.cursors.previous(event.hospital_id, event.alert_id, event.seq)
             if previous is not None:
                 before = Alert.model_validate(orjson.loads(previous)["alert"])
-        written = await self.notifications.apply_rules(kind, actor, before, after)
+        written = await self.notifications.apply_rules(kind, actor, before, after, True)
         if written:
             self.written += len(written)
             log.info("notification sweep wrote %d notification(s) the fast path lost", len(written))

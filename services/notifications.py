@@ -158,9 +158,16 @@ class NotificationService:
             self._spawn(self.apply_rules(event_type, actor, before, after))
 
     async def apply_rules(
-        self, event_type: str, actor: str, before: Alert | None, after: Alert
+        self,
+        event_type: str,
+        actor: str,
+        before: Alert | None,
+        after: Alert,
+        missing_only: bool = False,
     ) -> list[NotificationRecord]:
-        """The alert rules for one committed change; what they wrote (nothing when a repeat)."""
+        """The alert rules for one committed change; what they wrote (nothing when a repeat).
+        `missing_only` (the sweep) first reads who has it already and writes only for the
+        others: usually nobody is left, and no write transaction is spent."""
         if event_type == "alert.updated":
             assignee = after.assigned_to
             if assignee is None or assignee == actor:
@@ -175,12 +182,15 @@ class NotificationService:
                 after.hospital_id,
                 after.id,
                 dedupe_key=f"alert.assigned:{after.id}:{after.version}",
+                missing_only=missing_only,
             )
         if event_type == "alert.escalated":
-            return await self._escalated(actor, after)
+            return await self._escalated(actor, after, missing_only)
         return []
 
-    async def _escalated(self, actor: str, alert: Alert) -> list[NotificationRecord]:
+    async def _escalated(
+        self, actor: str, alert: Alert, missing_only: bool
+    ) -> list[NotificationRecord]:
         charge = await self.store.staff_of(alert.hospital_id, frozenset({"charge_nurse"}))
         recipients = [r for r in [alert.assigned_to, *charge] if r and r != actor]
         return await self.notify(
@@ -191,6 +201,7 @@ class NotificationService:
             alert.hospital_id,
             alert.id,
             dedupe_key=f"alert.escalated:{alert.id}:{alert.version}",
+            missing_only=missing_only,
         )
 
     async def notify_webhook_disabled(
@@ -233,7 +244,12 @@ class NotificationService:
         alert_id: str | None,
         severity: str | None = None,
         dedupe_key: str | None = None,
+        missing_only: bool = False,
     ) -> list[NotificationRecord]:
+        if missing_only and dedupe_key is not None:
+            unique = list(dict.fromkeys(recipients))
+            holding = await self.store.holding(dedupe_key, unique)
+            recipients = [r for r in unique if r not in holding]
         now = self.clock()
         items = [
             NewNotification(

@@ -144,6 +144,25 @@ async def test_the_fast_path_and_the_sweep_never_duplicate(
     assert await inbox(node, "cn-1") == [(ESCALATED, alert.id)]
 
 
+async def test_the_sweep_writes_nothing_the_fast_path_wrote(
+    node: Services, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await assign_and_escalate(node, clock)
+    await settled(node)
+    writes = 0
+    store = node.notifications.store
+    real_add = store.add
+
+    async def counted(items: list[NewNotification]) -> list[NotificationRecord]:
+        nonlocal writes
+        writes += 1
+        return await real_add(items)
+
+    monkeypatch.setattr(store, "add", counted)
+    assert await node.notification_sweep.catch_up() == 2
+    assert (writes, node.notification_sweep.written) == (0, 0)  # asked, found, not written
+
+
 async def test_the_sweep_applies_the_assignment_rule_from_the_previous_event(
     node: Services,
 ) -> None:
