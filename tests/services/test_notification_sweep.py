@@ -6,6 +6,8 @@ at once, never write one twice; the cursor survives a restart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,11 +16,15 @@ import pytest
 from rpc.cluster_memory import InMemoryClusterState, MemoryHub
 from rpc.connections import ConnectionRegistry
 from schemas.alerts import Alert, UpdateAlertInput
+from services import postgres_schema, sqlite_schema
 from services.config import DomainConfig
 from services.container import Services
 from services.notification_store import NewNotification, NotificationRecord
 from services.notification_sweep import NotificationSweep
+from tests.polling import until
+from tests.postgres import fetch
 from tests.services.conftest import FakeClock, alert_input
+from tests.services.stores import Backend, SqliteBackend
 from tests.services.test_notifications import inbox, seen, settled, staff
 
 ASSIGNED = "alert.assigned"
@@ -222,3 +228,64 @@ async def test_in_a_cluster_one_node_sweeps_until_it_stops(
     finally:
         await b.close()
         await a.close()
+
+
+async def rewind_to_before_the_cursors(backend: Backend) -> None:
+    """The database as a server before the sweep left it: no cursor table, one version back."""
+    if isinstance(backend, SqliteBackend):
+        with contextlib.closing(sqlite3.connect(backend.path)) as db:
+            db.execute("DROP TABLE notification_cursors")
+            db.execute(f"PRAGMA user_version = {sqlite_schema.SCHEMA_VERSION - 1}")
+            db.commit()
+        return
+    await fetch(backend.url, "DROP TABLE notification_cursors")
+    await fetch(
+        backend.url,
+        "DELETE FROM schema_migrations WHERE version = ?",
+        postgres_schema.SCHEMA_VERSION,
+    )
+
+
+async def test_an_upgraded_database_does_not_notify_its_past(
+    backend: Backend, config: DomainConfig, clock: FakeClock
+) -> None:
+    node = await open_node(config, clock)
+    try:
+        await seen(node, staff("cn-1", "charge_nurse"), staff("nurse-1", "nurse"))
+        without_fast_path(node)
+        await assign_and_escalate(node, clock)
+    finally:
+        await node.close()
+    await rewind_to_before_the_cursors(backend)
+
+    upgraded = await open_node(config, clock)
+    try:
+        assert await upgraded.notification_sweep.catch_up() == 0
+        assert await inbox(upgraded, "cn-1") == []
+        without_fast_path(upgraded)
+        alert = await assign_and_escalate(upgraded, clock)  # after the upgrade: notified
+        assert await upgraded.notification_sweep.catch_up() == 2
+        assert await inbox(upgraded, "cn-1") == [(ESCALATED, alert.id)]
+    finally:
+        await upgraded.close()
+
+
+async def test_a_node_catches_up_as_it_starts(config: DomainConfig, clock: FakeClock) -> None:
+    node = await open_node(config, clock)
+    try:
+        await seen(node, staff("cn-1", "charge_nurse"), staff("nurse-1", "nurse"))
+        without_fast_path(node)
+        alert = await assign_and_escalate(node, clock)
+    finally:
+        await node.close()
+    registry = ConnectionRegistry(InMemoryClusterState("a", MemoryHub()))
+    started = await Services.open(config, registry, clock=clock, background=True)
+    try:
+        wanted = [(ASSIGNED, alert.id), (ESCALATED, alert.id)]
+
+        async def notified() -> bool:
+            return await inbox(started, "nurse-1") == wanted
+
+        await until(notified, "the start-up sweep", 10)
+    finally:
+        await started.close()
