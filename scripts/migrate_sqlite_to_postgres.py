@@ -98,6 +98,9 @@ COPIED = {
     "notifications": NOTIFICATION_COLUMNS,
     "staff_directory": DIRECTORY_COLUMNS,
 }
+# Not copied row by row: SQLite's one notification cursor becomes one per hospital
+# (`_set_notification_cursors`).
+CONVERTED = {"notification_cursors"}
 # Tables the target must not hold rows in (the copy would collide with them or renumber them).
 TARGET_TABLES = (
     "alerts",
@@ -108,6 +111,7 @@ TARGET_TABLES = (
     "token_revocations",
     "notifications",
     "staff_directory",
+    "notification_cursors",
 )
 
 
@@ -179,7 +183,7 @@ def _refuse_unknown_rows(db: sqlite3.Connection) -> None:
     for table in _tables(db):
         quoted = table.replace('"', '""')
         probe = f'SELECT 1 FROM "{quoted}" LIMIT 1'  # noqa: S608 - a name from sqlite_master, quoted
-        if table not in COPIED and db.execute(probe).fetchone():
+        if table not in COPIED and table not in CONVERTED and db.execute(probe).fetchone():
             raise Refused(
                 f"the SQLite table {table!r} holds rows this command does not know how to copy"
             )
@@ -235,6 +239,23 @@ async def _set_positions(conn: asyncpg.Connection) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
+async def _set_notification_cursors(conn: asyncpg.Connection, db: sqlite3.Connection) -> None:
+    """The notification sweep's cursor (services/notification_cursor.py). SQLite keeps one over
+    its global sequence; positions are copied as they are, so each hospital's cursor is that
+    one, or the hospital's last position when lower (its next events, numbered from there,
+    are still to be swept). A file from before the sweep had none: every hospital starts at its
+    last position, as the schema migration does."""
+    swept: int | None = None
+    if "notification_cursors" in _tables(db):
+        row = db.execute("SELECT seq FROM notification_cursors WHERE name = '*'").fetchone()
+        swept = None if row is None else int(row[0])
+    await conn.execute(
+        "INSERT INTO notification_cursors (hospital_id, seq) "
+        "SELECT hospital_id, LEAST(last_seq, $1::bigint) FROM event_counters",
+        swept,
+    )
+
+
 async def copy(source: Path, target_url: str) -> Report:
     db = open_source(source)
     try:
@@ -252,7 +273,7 @@ async def copy(source: Path, target_url: str) -> Report:
             await conn.execute(f"LOCK TABLE {', '.join(TARGET_TABLES)} IN EXCLUSIVE MODE")
             await _refuse_non_empty(conn, target_url)
             for table in _tables(db):
-                if table not in COPIED:
+                if table not in COPIED and table not in CONVERTED:
                     report.skipped_empty.append(table)
             report.alerts = await _copy_table(conn, db, "alerts", ALERT_COLUMNS)
             report.events = await _copy_table(conn, db, "events", EVENT_COLUMNS)
@@ -267,6 +288,7 @@ async def copy(source: Path, target_url: str) -> Report:
                 )
                 await _copy_table(conn, db, "staff_directory", DIRECTORY_COLUMNS)
             report.hospitals = await _set_positions(conn)
+            await _set_notification_cursors(conn, db)
     finally:
         await conn.close()
         db.close()

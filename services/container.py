@@ -30,8 +30,10 @@ from services.integration_sqlite import SqliteIntegrationStore
 from services.integration_store import IntegrationStore
 from services.lifecycle import parse_iso
 from services.metrics import MetricsService
+from services.notification_cursor import make_cursor_store
 from services.notification_store import NotificationStore, SqliteNotificationStore
 from services.notification_store_postgres import PostgresNotificationStore
+from services.notification_sweep import NotificationSweep
 from services.notifications import NotificationService
 from services.presence import PresenceService
 from services.revocations import revocation_store
@@ -104,6 +106,10 @@ class Services:
             make_notification_store(store), registry.cluster, clock
         )
         self.alerts.on_committed(self.notifications.alert_committed)
+        # What the fast path above loses (a crash, a failed write) is written from the log.
+        self.notification_sweep = NotificationSweep(
+            make_cursor_store(store), self.notifications, registry.cluster
+        )
         self.metrics = MetricsService(store, registry, config.targets, clock)
         cluster = isinstance(store, PostgresAlertStore)
         reload_s = CLUSTER_RELOAD_S if cluster else None
@@ -191,6 +197,7 @@ class Services:
             await services.presence.start()
             services._pruner = asyncio.create_task(services._prune_forever(), name="retention")
             services.vitals.start()
+            services.notification_sweep.start()
         else:
             await services.escalation.load()
         return services
@@ -251,6 +258,7 @@ class Services:
     async def close(self) -> None:
         self._unhear_devices()
         await self.presence.stop()
+        await self.notification_sweep.stop()
         await self.notifications.close()
         await self.vitals.stop()
         await self.escalation.stop()

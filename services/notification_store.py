@@ -88,6 +88,11 @@ class NotificationStore(Protocol):
 
     async def newest_id(self, recipient: str) -> int: ...
 
+    async def holding(self, dedupe_key: str, recipients: Sequence[str]) -> set[str]:
+        """Those of `recipients` who already have the notification of `dedupe_key` (a read:
+        the sweep asks before writing, so that a notification the fast path wrote costs no
+        write transaction)."""
+
     async def unread(self, recipient: str) -> int: ...
 
     async def mark_read(self, recipient: str, ids: Sequence[int] | None, now: float) -> list[int]:
@@ -189,6 +194,14 @@ class SqliteNotificationStore:
             "SELECT MAX(id) FROM notifications WHERE recipient = ?", (recipient,)
         )
         return int(rows[0][0] or 0)
+
+    async def holding(self, dedupe_key: str, recipients: Sequence[str]) -> set[str]:
+        if not recipients:
+            return set()
+        query = "SELECT recipient FROM notifications WHERE dedupe_key = ? AND recipient IN "
+        query += f"({','.join('?' * len(recipients))})"
+        rows = await self._read(query, (dedupe_key, *recipients))
+        return {str(r[0]) for r in rows}
 
     async def unread(self, recipient: str) -> int:
         rows = await self._read(

@@ -90,6 +90,17 @@ class PostgresNotificationStore:
         )
         return int(rows[0][0] or 0)
 
+    async def holding(self, dedupe_key: str, recipients: Sequence[str]) -> set[str]:
+        if not recipients:
+            return set()
+        rows = await self._fetch(
+            "SELECT recipient FROM notifications WHERE dedupe_key = $1 "
+            "AND recipient = ANY($2::text[])",
+            dedupe_key,
+            list(recipients),
+        )
+        return {str(r[0]) for r in rows}
+
     async def unread(self, recipient: str) -> int:
         rows = await self._fetch(
             "SELECT COUNT(*) FROM notifications WHERE recipient = $1 AND read_ts IS NULL",

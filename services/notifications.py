@@ -8,8 +8,11 @@ occasion makes a repeat write nothing; the actor of a change is not told of it):
 - `webhook.disabled`: the admins of the hospital (`notify_webhook_disabled`, called by the
   webhook delivery when it gives up on an endpoint);
 - `broadcast`: every staff member of the hospital (`notifications.broadcast`, admins).
-The alert rules run on the node that committed the change (AlertService tells it), so in a
-cluster they run once; automatic escalation already runs on one node (services/escalation.py).
+The alert rules run on the node that committed the change, right after the commit
+(AlertService tells it): the fast path. A crash or a failed write there would lose the
+notification, so the durable event log is swept too (services/notification_sweep.py, from a
+cursor, on one node of a cluster): each committed assignment or escalation is handled again,
+and the dedupe keys make the second pass write only what the first did not.
 "The charge nurses of the hospital" come from the staff directory (notification_store.py):
 users recorded as they call, so that those not connected now are notified too.
 
@@ -149,31 +152,48 @@ class NotificationService:
     def alert_committed(
         self, event_type: str, actor: str, before: Alert | None, after: Alert
     ) -> None:
-        """Heard from AlertService on the node that committed the change."""
+        """Heard from AlertService on the node that committed the change: the fast path (the
+        sweep, services/notification_sweep.py, writes whatever this one lost)."""
+        if event_type in ("alert.updated", "alert.escalated"):
+            self._spawn(self.apply_rules(event_type, actor, before, after))
+
+    async def apply_rules(
+        self,
+        event_type: str,
+        actor: str,
+        before: Alert | None,
+        after: Alert,
+        missing_only: bool = False,
+    ) -> list[NotificationRecord]:
+        """The alert rules for one committed change; what they wrote (nothing when a repeat).
+        `missing_only` (the sweep) first reads who has it already and writes only for the
+        others: usually nobody is left, and no write transaction is spent."""
         if event_type == "alert.updated":
             assignee = after.assigned_to
             if assignee is None or assignee == actor:
-                return
+                return []
             if before is not None and before.assigned_to == assignee:
-                return
-            self._spawn(
-                self.notify(
-                    [assignee],
-                    "alert.assigned",
-                    f"Assigned to you: {after.title}",
-                    after.location,
-                    after.hospital_id,
-                    after.id,
-                    dedupe_key=f"alert.assigned:{after.id}:{after.version}",
-                )
+                return []
+            return await self.notify(
+                [assignee],
+                "alert.assigned",
+                f"Assigned to you: {after.title}",
+                after.location,
+                after.hospital_id,
+                after.id,
+                dedupe_key=f"alert.assigned:{after.id}:{after.version}",
+                missing_only=missing_only,
             )
-        elif event_type == "alert.escalated":
-            self._spawn(self._escalated(actor, after))
+        if event_type == "alert.escalated":
+            return await self._escalated(actor, after, missing_only)
+        return []
 
-    async def _escalated(self, actor: str, alert: Alert) -> None:
+    async def _escalated(
+        self, actor: str, alert: Alert, missing_only: bool
+    ) -> list[NotificationRecord]:
         charge = await self.store.staff_of(alert.hospital_id, frozenset({"charge_nurse"}))
         recipients = [r for r in [alert.assigned_to, *charge] if r and r != actor]
-        await self.notify(
+        return await self.notify(
             recipients,
             "alert.escalated",
             f"Escalated to level {alert.escalation_level}: {alert.title}",
@@ -181,6 +201,7 @@ class NotificationService:
             alert.hospital_id,
             alert.id,
             dedupe_key=f"alert.escalated:{alert.id}:{alert.version}",
+            missing_only=missing_only,
         )
 
     async def notify_webhook_disabled(
@@ -223,7 +244,12 @@ class NotificationService:
         alert_id: str | None,
         severity: str | None = None,
         dedupe_key: str | None = None,
+        missing_only: bool = False,
     ) -> list[NotificationRecord]:
+        if missing_only and dedupe_key is not None:
+            unique = list(dict.fromkeys(recipients))
+            holding = await self.store.holding(dedupe_key, unique)
+            recipients = [r for r in unique if r not in holding]
         now = self.clock()
         items = [
             NewNotification(

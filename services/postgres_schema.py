@@ -333,6 +333,17 @@ MIGRATIONS: list[str] = [
     # 8: the device event log and each webhook endpoint's cursor over it (outbound
     # device.* webhooks; services/device_events.py).
     device_events.POSTGRES,
+    # 9: notifications from the event log: the sweep's cursor per hospital
+    # (services/notification_cursor.py), starting at each hospital's last event, so an
+    # upgraded database does not notify anyone of its past.
+    """
+    CREATE TABLE notification_cursors (
+        hospital_id text PRIMARY KEY,
+        seq bigint NOT NULL
+    );
+    INSERT INTO notification_cursors (hospital_id, seq)
+        SELECT hospital_id, last_seq FROM event_counters;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -166,6 +166,16 @@ MIGRATIONS: list[str] = [
     # 7: the device event log and each webhook endpoint's cursor over it (outbound
     # device.* webhooks; services/device_events.py).
     device_events.SQLITE,
+    # 8: notifications from the event log: the sweep's cursor (services/notification_cursor.py),
+    # one for the whole file since SQLite numbers events in one sequence; it starts at the
+    # log's end, so an upgraded database does not notify anyone of its past.
+    """
+    CREATE TABLE notification_cursors (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
+    INSERT INTO notification_cursors (name, seq) SELECT '*', COALESCE(MAX(seq), 0) FROM events;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -38,6 +38,9 @@ async def test_ids_increase_and_a_dedupe_key_writes_once(inbox: NotificationStor
     assert await inbox.unread("ana") == 3
     assert await inbox.newest_id("ana") == once[0].id
     assert await inbox.newest_id("nobody") == 0
+    assert await inbox.holding("rule:1", ["ana", "cy", "dan"]) == {"ana", "cy"}
+    assert await inbox.holding("rule:2", ["ana"]) == set()
+    assert await inbox.holding("rule:1", []) == set()
 
 
 async def test_pages_newest_first_and_resume_after_an_id(inbox: NotificationStore) -> None:

@@ -14,6 +14,12 @@ from services.config import DomainConfig
 from services.container import Services
 from tests.redis_support import shared_cluster
 from tests.services.conftest import FakeClock
+from tests.services.test_notification_sweep import (
+    ESCALATED,
+    assign_and_escalate,
+    without_fast_path,
+)
+from tests.services.test_notifications import inbox, seen, staff
 
 
 @pytest.fixture
@@ -49,3 +55,23 @@ async def test_a_notification_and_a_read_cross_nodes(nodes: tuple[Services, Serv
     read = (await asyncio.wait_for(anext(stream), 10)).data
     assert (read.type, getattr(read, "ids", None)) == ("notification.read", [new.notification.id])
     await stream.aclose()
+
+
+async def test_one_node_sweeps_what_a_dead_node_did_not_notify(
+    nodes: tuple[Services, Services], clock: FakeClock
+) -> None:
+    """The sweep's lease in Redis: one node at a time, the other once it is given back; a
+    change committed on a node that lost its fast path is notified exactly once."""
+    a, b = nodes
+    await seen(a, staff("cn-1", "charge_nurse"), staff("nurse-1", "nurse"))
+    without_fast_path(a)
+    alert = await assign_and_escalate(a, clock)
+    handled = await asyncio.gather(a.notification_sweep.run_once(), b.notification_sweep.run_once())
+    assert sorted(handled) == [0, 2]  # one of them holds the lease
+    holder, other = (a, b) if handled[0] else (b, a)
+    assert await other.notification_sweep.run_once() == 0
+    await holder.notification_sweep.stop()  # gives the lease back
+    later = await assign_and_escalate(a, clock)
+    assert await other.notification_sweep.run_once() == 2
+    expected = [(ESCALATED, alert.id), (ESCALATED, later.id)]
+    assert await inbox(other, "cn-1") == expected
