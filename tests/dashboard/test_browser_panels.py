@@ -193,8 +193,15 @@ async def test_a_patients_vitals_appear_as_a_device_reports_them(
     )
     await report(dashboard, "p-12", heart_rate=88, spo2=97)
     await dashboard.create("Bed 12 call button", "medium", location="Ward 3, bed 12")
+    fall = await dashboard.create("Fall in room 4", "high", location="Room 4")
     screen = await open_screen(browser, dashboard.url, token("charge-1", "charge_nurse"))
     await open_screen(browser, dashboard.url, token("dr-2", "physician"))
+    await dashboard.create("SpO2 low, bed 9", "critical", location="Ward 3, bed 9", patientId="p-9")
+    await dashboard.call(
+        "healthcare.addNote",
+        {"alertId": fall["id"], "text": "Conscious, no head injury; physio informed"},
+        token("nurse-4"),
+    )
     panel = vitals(screen)
     # The patients the hospital's monitors are assigned to are offered.
     await expect(panel.locator("datalist option[value='p-12']")).to_have_count(1)
