@@ -119,7 +119,18 @@ class DetailCard {
   ) {
     const panelId = `alert-${alertId}-details`;
     this.latestNote = el('p', { class: 'latest-note', hidden: true });
-    this.toggle = el('button', { type: 'button', class: 'details-toggle', 'aria-expanded': 'false', 'aria-controls': panelId }, 'Details');
+    // Described by the alert's title (alert-list.ts names it so): "Details, Fall in room 4".
+    this.toggle = el(
+      'button',
+      {
+        type: 'button',
+        class: 'details-toggle',
+        'aria-expanded': 'false',
+        'aria-controls': panelId,
+        'aria-describedby': `alert-${alertId}-title`,
+      },
+      'Details',
+    );
     this.viewers = el('p', { class: 'viewers' });
     const historyId = `alert-${alertId}-history`;
     this.historyButton = el('button', { type: 'button', 'aria-expanded': 'false', 'aria-controls': historyId }, 'Show history');
@@ -250,6 +261,7 @@ class DetailCard {
 
   private drawViewers(viewers: readonly AlertViewer[]): void {
     const others = viewers.filter((v) => v.sub !== this.owner.me.sub);
+    this.viewers.classList.toggle('others', others.length > 0);
     setText(
       this.viewers,
       others.length === 0

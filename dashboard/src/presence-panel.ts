@@ -21,7 +21,7 @@ export const presencePanel: Panel = {
     title.append(' ', count);
     const stale = el('p', { class: 'panel-note', hidden: true }, 'Not live while polling: may be out of date.');
     const list = el('ul', { class: 'staff', 'aria-labelledby': 'presence-title' });
-    const empty = el('p', { class: 'empty' }, 'Nobody connected yet.');
+    const empty = el('p', { class: 'empty' }, 'Loading…');
     section.setAttribute('aria-labelledby', 'presence-title');
     section.replaceChildren(title, stale, list, empty);
 
@@ -32,9 +32,9 @@ export const presencePanel: Panel = {
       );
       list.replaceChildren(...sorted.map((m) => row(m, m.sub === me.sub)));
       setText(count, `(${sorted.length})`);
+      setText(empty, 'No staff connected.');
       empty.hidden = sorted.length > 0;
     };
-    draw();
     const sub = client.presence.subscribe.subscribe(
       { hospitalId },
       {
