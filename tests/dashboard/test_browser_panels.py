@@ -71,6 +71,12 @@ async def test_presence_lists_the_staff_and_a_second_user_who_connects(
     await expect(panel.get_by_role("listitem")).to_have_count(2)
     assert first.errors == second.errors == third.errors == []
 
+    # Gone from every device: off the list once the server's 10 s grace has passed.
+    await second.context.close()
+    await third.context.close()
+    await expect(arrived).to_have_count(0, timeout=25_000)
+    await expect(panel.get_by_role("heading")).to_have_text("Staff on shift (1)")
+
 
 async def test_a_note_added_in_one_browser_appears_on_the_alert_in_another(
     dashboard: Dashboard, browser: Browser
