@@ -239,3 +239,21 @@ async def test_a_patients_vitals_appear_as_a_device_reports_them(
     assert shot.read_bytes().startswith(b"\x89PNG")
     assert screen.errors == []
     assert screen.console_errors == []  # the SVG chart draws under the CSP
+
+
+async def test_without_a_websocket_the_vitals_are_polled(
+    dashboard: Dashboard, browser: Browser
+) -> None:
+    await report(dashboard, "p-30", heart_rate=71)
+    screen = await open_screen(browser, dashboard.url, token("nurse-p"), websocket=False)
+    await expect(screen.page.get_by_role("status")).to_contain_text("polling")
+    # Presence has no HTTP fallback: the panel says so instead of looking live.
+    await expect(staff(screen)).to_contain_text("Not live while polling")
+    panel = vitals(screen)
+    await panel.get_by_label("Patient", exact=True).fill("p-30")
+    await panel.get_by_label("Patient", exact=True).press("Enter")
+    heart = panel.get_by_role("group", name="Heart rate")
+    await expect(heart).to_contain_text("71 bpm")
+    await report(dashboard, "p-30", heart_rate=76)
+    await expect(heart).to_contain_text("76 bpm", timeout=12_000)  # vitals.latest every 5 s
+    assert screen.errors == []
