@@ -9,6 +9,7 @@ import type {
 } from '../../clients/typescript/src/index.js';
 import type { CardExtension } from './alert-list.js';
 import { el, setText } from './dom.js';
+import { followPatient, vitalsShown } from './vitals-panel.js';
 
 /** Viewers lapse 30 s after the last `presence.viewing`; repeat well within that. */
 const LOOK_EVERY_MS = 15_000;
@@ -64,7 +65,7 @@ export class AlertDetails implements CardExtension {
   }
 
   attach(alert: Alert, slot: HTMLElement): () => void {
-    const card = new DetailCard(this, alert.id, slot);
+    const card = new DetailCard(this, alert, slot);
     this.cards.set(alert.id, card);
     return () => {
       if (this.opened === card) this.opened = undefined;
@@ -112,11 +113,15 @@ class DetailCard {
   private typingSentAt = 0;
   private busy = false;
 
+  private readonly alertId: string;
+
   constructor(
     private readonly owner: AlertDetails,
-    private readonly alertId: string,
+    alert: Alert,
     slot: HTMLElement,
   ) {
+    const alertId = alert.id;
+    this.alertId = alertId;
     const panelId = `alert-${alertId}-details`;
     this.latestNote = el('p', { class: 'latest-note', hidden: true });
     // Described by the alert's title (alert-list.ts names it so): "Details, Fall in room 4".
@@ -136,7 +141,15 @@ class DetailCard {
     this.historyButton = el('button', { type: 'button', 'aria-expanded': 'false', 'aria-controls': historyId }, 'Show history');
     this.history = el('ol', { id: historyId, class: 'history', hidden: true, 'aria-label': 'History' });
     this.problem = el('p', { class: 'problem', role: 'alert', hidden: true });
-    const parts: HTMLElement[] = [this.viewers, this.historyButton, this.history];
+    const parts: HTMLElement[] = [this.viewers, this.historyButton];
+    const patientId = alert.patientId;
+    if (patientId && vitalsShown()) {
+      // The alert's patient in the vitals panel (the alert's own patient: fixed at raising).
+      const vitals = el('button', { type: 'button', 'aria-describedby': `alert-${alertId}-title` }, 'Patient vitals');
+      vitals.addEventListener('click', () => followPatient(patientId));
+      parts.push(vitals);
+    }
+    parts.push(this.history);
     if (owner.rights.canNote) {
       const noteId = `alert-${alertId}-note`;
       this.textarea = el('textarea', { id: noteId, rows: '2', maxlength: '2000', spellcheck: 'true' });

@@ -36,6 +36,18 @@ export const vitalsPanel: Panel = {
   },
 };
 
+const FOLLOW_EVENT = 'alertwire:follow-patient';
+
+/** Whether the vitals panel is on the page (its procedures exist and it is mounted). */
+export function vitalsShown(): boolean {
+  return document.getElementById(vitalsPanel.id)?.hidden === false;
+}
+
+/** Show this patient's vitals in the panel (from an alert's card) and take the focus there. */
+export function followPatient(patientId: string): void {
+  document.dispatchEvent(new CustomEvent<string>(FOLLOW_EVENT, { detail: patientId }));
+}
+
 interface Tile {
   root: HTMLElement;
   value: HTMLElement;
@@ -54,6 +66,14 @@ class VitalsView {
   private readonly devicesSub: Unsubscribable;
   private readonly ticker: ReturnType<typeof setInterval>;
   private vitalsSub: Unsubscribable | undefined;
+  private readonly onFollow = (event: Event): void => {
+    const patientId = (event as CustomEvent<unknown>).detail;
+    if (typeof patientId !== 'string') return;
+    this.input.value = patientId;
+    this.follow(patientId);
+    this.input.focus();
+    this.input.scrollIntoView({ block: 'nearest' });
+  };
   private patientId: string | undefined;
   private generation = 0;
 
@@ -99,10 +119,12 @@ class VitalsView {
       },
     );
     this.ticker = setInterval(() => this.tick(), 5000);
+    document.addEventListener(FOLLOW_EVENT, this.onFollow);
   }
 
   stop(): void {
     this.generation += 1;
+    document.removeEventListener(FOLLOW_EVENT, this.onFollow);
     clearInterval(this.ticker);
     this.devicesSub.unsubscribe();
     this.vitalsSub?.unsubscribe();

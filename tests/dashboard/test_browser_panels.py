@@ -237,6 +237,22 @@ async def test_a_patients_vitals_appear_as_a_device_reports_them(
     shot = tmp_path / "dashboard.png"
     await screen.page.screenshot(path=str(shot), full_page=True)
     assert shot.read_bytes().startswith(b"\x89PNG")
+
+    # From an alert's card to its patient's vitals.
+    card = screen.article("SpO2 low, bed 9")
+    await card.get_by_role("button", name="Details").click()
+    await card.get_by_role("button", name="Patient vitals").click()
+    await expect(panel.get_by_label("Patient", exact=True)).to_have_value("p-9")
+    await expect(panel.get_by_label("Patient", exact=True)).to_be_focused()
+    await expect(panel).to_contain_text("No readings yet for p-9")
+    await expect(heart).to_have_count(0)
+    await report(dashboard, "p-9", spo2=86)
+    await expect(panel.get_by_role("group", name="SpO₂")).to_contain_text("86 %")
+    # An alert with no patient has no such button.
+    fall_card = screen.article("Fall in room 4")
+    await fall_card.get_by_role("button", name="Details").click()
+    await expect(fall_card.get_by_role("button", name="Show history")).to_be_visible()
+    await expect(fall_card.get_by_role("button", name="Patient vitals")).to_have_count(0)
     assert screen.errors == []
     assert screen.console_errors == []  # the SVG chart draws under the CSP
 
