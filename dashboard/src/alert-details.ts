@@ -341,7 +341,9 @@ class DetailCard {
     try {
       const noted = await this.owner.client.healthcare.addNote.mutate({ alertId: this.alertId, text });
       if (textarea.value.trim() === text) textarea.value = '';
+      // Written: no longer typing, and the next key says so again at once.
       this.lastKeyAt = 0;
+      this.typingSentAt = 0;
       if (this.lookTimer !== undefined) this.send({ typing: false });
       this.owner.merge(noted.alert);
       this.event(noted);

@@ -169,6 +169,13 @@ async def test_the_viewers_line_shows_another_user_viewing_and_writing(
 
     await theirs.get_by_label("Note").press_sequentially("ECG")
     await expect(mine).to_contain_text("Also viewing: dr-w (writing a note)")
+    # The note added, they are no longer writing; the next note's first key says so again.
+    await theirs.get_by_label("Note").press_sequentially(" normal")
+    await theirs.get_by_role("button", name="Add note").click()
+    await expect(mine).to_contain_text("Latest note, dr-w: ECG normal")
+    await expect(mine.locator(".viewers")).to_have_text("Also viewing: dr-w")
+    await theirs.get_by_label("Note").press_sequentially("R")
+    await expect(mine).to_contain_text("Also viewing: dr-w (writing a note)", timeout=2000)
 
     # Closing the alert (the keyboard's Escape) stops the look at once, not after 30 s.
     await theirs.get_by_label("Note").press("Escape")
