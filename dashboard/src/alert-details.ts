@@ -152,7 +152,8 @@ class DetailCard {
     parts.push(this.history);
     if (owner.rights.canNote) {
       const noteId = `alert-${alertId}-note`;
-      this.textarea = el('textarea', { id: noteId, rows: '2', maxlength: '2000', spellcheck: 'true' });
+      // No spelling service: a browser's enhanced spell check sends the text away.
+      this.textarea = el('textarea', { id: noteId, rows: '2', maxlength: '2000', spellcheck: 'false', autocomplete: 'off' });
       const form = el(
         'form',
         { class: 'note-form' },
