@@ -202,7 +202,10 @@ class DetailCard {
     setText(this.viewers, '');
     this.viewersSub = this.owner.client.presence.subscribeToAlert.subscribe(
       { alertId: this.alertId },
-      { onData: (event) => this.drawViewers(event.viewers) },
+      {
+        onData: (event) => this.drawViewers(event.viewers),
+        onError: (error) => setText(this.viewers, `Who else is viewing is not known: ${error.message}`),
+      },
     );
     this.startLooking();
   }
