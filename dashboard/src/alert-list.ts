@@ -17,6 +17,13 @@ const LABELS: Record<Action, string> = {
   resolve: 'Resolve',
 };
 
+/** What else a card shows (viewers, notes): drawn into a part of the card the list never
+ * redraws, so that a half-written note survives every update of the alert. */
+export interface CardExtension {
+  /** Fill `slot` for this alert; returns how to stop when the card goes. */
+  attach(alert: Alert, slot: HTMLElement): () => void;
+}
+
 interface Card {
   article: HTMLElement;
   title: HTMLElement;
@@ -30,6 +37,7 @@ interface Card {
   /** The alert's version and the role's rights the card was last drawn with. */
   drawn: string;
   busy: boolean;
+  detach: () => void;
 }
 
 /**
@@ -45,6 +53,7 @@ export class AlertList {
     private readonly empty: HTMLElement,
     private readonly canAct: boolean,
     private readonly act: (alert: Alert, action: Action) => Promise<void>,
+    private readonly extension?: CardExtension,
   ) {}
 
   render(alerts: Alert[], fresh: ReadonlySet<string> = new Set()): void {
@@ -52,6 +61,7 @@ export class AlertList {
     const wanted = new Set(alerts.map((a) => a.id));
     for (const [id, card] of this.cards) {
       if (!wanted.has(id)) {
+        card.detach();
         card.article.remove();
         this.cards.delete(id);
       }
@@ -74,6 +84,15 @@ export class AlertList {
     this.tick(Date.now());
   }
 
+  /** Take every card down (the hospital changed or the page signs out). */
+  clear(): void {
+    for (const card of this.cards.values()) {
+      card.detach();
+      card.article.remove();
+    }
+    this.cards.clear();
+  }
+
   /** Refresh the "time since raised" of every card. */
   tick(now: number): void {
     for (const card of this.cards.values()) {
@@ -91,6 +110,7 @@ export class AlertList {
     const message = el('p', { class: 'message' });
     const actions = el('div', { class: 'actions', role: 'group', 'aria-label': 'Actions' });
     const problem = el('p', { class: 'problem', role: 'alert', hidden: true });
+    const extra = el('div', { class: 'extra' });
     const article = el(
       'article',
       { class: 'alert', 'aria-labelledby': titleId, tabindex: '-1' },
@@ -99,9 +119,24 @@ export class AlertList {
       message,
       actions,
       problem,
+      extra,
     );
-    const card: Card = { article, title, badge, state, where, message, since, actions, problem, drawn: '', busy: false };
+    const card: Card = {
+      article,
+      title,
+      badge,
+      state,
+      where,
+      message,
+      since,
+      actions,
+      problem,
+      drawn: '',
+      busy: false,
+      detach: () => {},
+    };
     this.cards.set(alert.id, card);
+    if (this.extension !== undefined) card.detach = this.extension.attach(alert, extra);
     return card;
   }
 

@@ -1,5 +1,6 @@
 import type {
   Alert,
+  AlertEvent,
   AlertwireClient,
   AlertwireError,
   Unsubscribable,
@@ -13,6 +14,8 @@ export interface FeedListener {
   onLoaded(board: AlertBoard): void;
   /** A live event (or the reply to our own action) changed the board. */
   onChange(board: AlertBoard, alert: Alert, change: Change): void;
+  /** Every event of the stream as it comes (notes and history on the cards use it). */
+  onEvent?(event: AlertEvent): void;
   onError(error: AlertwireError | Error): void;
 }
 
@@ -70,6 +73,7 @@ export class AlertFeed {
         onData: ({ data }) => {
           if (generation !== this.generation || data.type === 'stream.reset') return;
           this.merge(data.alert);
+          this.listener.onEvent?.(data);
         },
         onReset: () => {
           if (generation === this.generation) void this.reload();

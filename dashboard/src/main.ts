@@ -1,10 +1,12 @@
 import {
   createAlertwireClient,
+  defaultPollers,
   type Alert,
   type AlertwireClient,
   type AlertwireError,
   type Identity,
 } from '../../clients/typescript/src/index.js';
+import { AlertDetails } from './alert-details.js';
 import { AlertList, type Action } from './alert-list.js';
 import { StatusLine } from './connection-status.js';
 import * as credentials from './credentials.js';
@@ -12,11 +14,25 @@ import { Cues } from './cues.js';
 import { byId, el, setText } from './dom.js';
 import { AlertFeed } from './feed.js';
 import { MetricsPanel } from './metrics-panel.js';
-import { mountPanels } from './panels.js';
+import { available, mountPanels } from './panels.js';
 
 /** Roles that may acknowledge, escalate and resolve (the README's roles table); `service`
  * accounts see the alerts read-only. The server checks again on every call. */
 const ACTING_ROLES: ReadonlySet<Identity['role']> = new Set(['nurse', 'physician', 'charge_nurse', 'admin']);
+
+/** While no WebSocket can be opened, a followed patient's vitals are polled (`vitals.latest`). */
+const POLLERS = {
+  ...defaultPollers,
+  'vitals.subscribe': {
+    kind: 'snapshot' as const,
+    path: 'vitals.latest',
+    input: (sub: unknown) => {
+      const { hospitalId, patientId } = sub as { hospitalId: string; patientId: string };
+      return { hospitalId, patientId };
+    },
+    intervalMs: () => 5000,
+  },
+};
 
 const REFUSED = 'The token was refused or has expired. Sign in again.';
 
@@ -62,6 +78,7 @@ let clockOffsetMs = 0;
 interface Session {
   client: AlertwireClient;
   /** Known once `whoami` answered. */
+  me: Identity | undefined;
   canAct: boolean;
   stopHospital: () => void;
   ended: boolean;
@@ -95,12 +112,13 @@ async function signIn(): Promise<void> {
   const client = createAlertwireClient({
     url: new URL('/api/trpc', location.href).href,
     token: () => credentials.savedToken(),
+    pollers: POLLERS,
     onError: (error: AlertwireError) => {
       // A token refused when the socket (re)authenticates: it is wrong, expired or revoked.
       if (error.kind === 'UNAUTHORIZED' && current !== undefined && current === session) signOut(REFUSED);
     },
   });
-  current = { client, canAct: false, stopHospital: () => {}, ended: false };
+  current = { client, me: undefined, canAct: false, stopHospital: () => {}, ended: false };
   session = current;
   const mine = current;
   client.onStatusChange((s) => {
@@ -130,16 +148,18 @@ async function signIn(): Promise<void> {
   page.controls.hidden = false;
   const canAct = ACTING_ROLES.has(me.role);
   mine.canAct = canAct;
+  mine.me = me;
   setText(page.who, `${me.sub} · ${me.role.replace('_', ' ')}${canAct ? '' : ' · read-only'}`);
   const saved = credentials.savedHospital();
   page.hospital.replaceChildren(...me.hospitals.map((id) => el('option', { value: id }, id)));
   page.hospital.value = saved !== null && me.hospitals.includes(saved) ? saved : (me.hospitals[0] ?? '');
-  openHospital(mine, page.hospital.value, canAct);
+  openHospital(mine, page.hospital.value);
 }
 
-function openHospital(current: Session, hospitalId: string, canAct: boolean): void {
+function openHospital(current: Session, hospitalId: string): void {
   current.stopHospital();
-  if (hospitalId === '') return;
+  const { me, canAct } = current;
+  if (hospitalId === '' || me === undefined) return;
   credentials.saveHospital(hospitalId);
   const { client } = current;
   const act = async (alert: Alert, action: Action): Promise<void> => {
@@ -152,7 +172,13 @@ function openHospital(current: Session, hospitalId: string, canAct: boolean): vo
           : await client.healthcare.resolveAlert.mutate({ alertId });
     feed.merge(updated);
   };
-  const list = new AlertList(page.alerts, page.noAlerts, canAct, act);
+  // Viewers, notes and the history on each card; a service token sees them read-only.
+  const details = available(['presence.subscribeToAlert', 'presence.viewing', 'healthcare.addNote', 'healthcare.getAuditTrail'])
+    ? new AlertDetails(client, me, { canNote: canAct, canView: canAct }, (alert) => feed.merge(alert), (text) =>
+        cues.announce(text),
+      )
+    : undefined;
+  const list = new AlertList(page.alerts, page.noAlerts, canAct, act, details);
   const feed = new AlertFeed(client, hospitalId, {
     onLoaded: (board) => {
       const alerts = board.sorted();
@@ -165,18 +191,21 @@ function openHospital(current: Session, hospitalId: string, canAct: boolean): vo
       if (change === 'added') cues.newAlert(alert);
       cues.settle(alerts);
     },
+    onEvent: (event) => details?.event(event),
     onError: (error) => cues.announce(`Alerts could not be loaded: ${error.message}`),
   });
   page.alerts.replaceChildren();
   feed.start();
   metrics.start(client, hospitalId);
-  const unmount = mountPanels(client, hospitalId);
+  const unmount = mountPanels({ client, hospitalId, me });
   const ticker = setInterval(() => list.tick(Date.now() + clockOffsetMs), 1000);
   current.stopHospital = () => {
     clearInterval(ticker);
     unmount();
     metrics.stop();
     feed.stop();
+    list.clear();
+    details?.stop();
     current.stopHospital = () => {};
   };
 }
@@ -194,7 +223,7 @@ page.signInForm.addEventListener('submit', (event) => {
 });
 page.signOut.addEventListener('click', () => signOut());
 page.hospital.addEventListener('change', () => {
-  if (session !== undefined) openHospital(session, page.hospital.value, session.canAct);
+  if (session !== undefined) openHospital(session, page.hospital.value);
 });
 
 credentials.takeTokenFromFragment();
